@@ -1,0 +1,220 @@
+"""The ``latentatlas`` command.
+
+Every error caused by input is one sentence on stderr and exit code 2; ``--debug`` (anywhere on the
+command line) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import LatentAtlasError
+
+app = typer.Typer(
+    name="latentatlas",
+    help="A workbench for understanding latent spaces: train, measure, draw and explore them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+AtlasOpt = typer.Option(None, "--atlas", help="Atlas folder (default: $LATENTATLAS_ATLAS or ./atlas).")
+DEMO = dict(kind="beta_tcvae", data="sprites", latent_dim=10, beta=6.0, steps=2500, batch_size=64, lr=1e-3, seed=0)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@app.command()
+def train(
+    kind: str = typer.Argument(..., help="Model kind: ae, vae, beta_vae or beta_tcvae."),
+    data: str = typer.Option("sprites", "--data", help="sprites, digits, an image folder, or a .npy/.npz file."),
+    latent_dim: int = typer.Option(10, "--latent-dim", min=1, help="Number of latent dimensions."),
+    beta: Optional[float] = typer.Option(None, "--beta", help="KL weight (β-VAE) or TC weight (β-TCVAE); default by kind."),
+    steps: int = typer.Option(3000, "--steps", min=1),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: KIND-DATA)."),
+    atlas: Optional[str] = AtlasOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run --name from its latest checkpoint."),
+    learned_variance: bool = typer.Option(False, "--learned-variance", help="Gaussian decoder with a learned variance (Dai & Wipf 2019)."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train an autoencoder-family model and store it as a run in the atlas."""
+    from .runs import train_run
+
+    if beta is not None and beta < 0:
+        raise LatentAtlasError(f"--beta must be >= 0, got {beta}")
+    run, result = train_run(
+        kind, data, latent_dim=latent_dim, beta=beta, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+        name=name, atlas=atlas, resume=resume, learned_variance=learned_variance,
+        checkpoint_every=checkpoint_every, device=device, progress=not quiet,
+    )
+    how = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
+    _console().print(f"trained [bold]{run.name}[/] for {result.steps_done} steps{how} in {result.seconds:.1f} s → {run.path}")
+
+
+@app.command("eval")
+def eval_cmd(
+    run: str = typer.Argument(..., help="Run name in the atlas."),
+    atlas: Optional[str] = AtlasOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
+    n: int = typer.Option(10000, "--n", min=10, help="Number of samples to evaluate on."),
+    seed: int = typer.Option(0, "--seed"),
+    projections: str = typer.Option("pca", "--projections", help="Comma-separated: pca, umap, tsne."),
+    full: bool = typer.Option(False, "--full", help="BetaVAE/FactorVAE with disentanglement_lib's full sample sizes (slow)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Measure a run: reconstruction, KL, active units, disentanglement; write metrics.json and figures."""
+    from .atlas import Atlas
+    from .evaluate import evaluate_run
+
+    methods = [m.strip() for m in projections.split(",") if m.strip()]
+    bad = [m for m in methods if m not in ("pca", "umap", "tsne")]
+    if bad:
+        raise LatentAtlasError(f"--projections got '{', '.join(bad)}'; expected a comma-separated list of pca, umap, tsne")
+    the_run = Atlas(atlas).run(run)
+    report = evaluate_run(the_run, n=n, seed=seed, projections=methods, full=full, progress=not (quiet or as_json),
+                          command=" ".join(["latentatlas"] + sys.argv[1:]))
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        _print_report(report, the_run)
+
+
+def _print_report(report: dict, run) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{run.name} — {report['n']} samples", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for name, m in report["metrics"].items():
+        ci = "" if m.get("ci_low") is None else f"[{m['ci_low']:.4g}, {m['ci_high']:.4g}]"
+        table.add_row(name, f"{m['value']:.4g}", ci)
+    con = _console()
+    con.print(table)
+    con.print(f"metrics → {run.path / 'metrics.json'}")
+    con.print(f"figures → {run.figures_dir}")
+
+
+@app.command()
+def runs(atlas: Optional[str] = AtlasOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List the runs in the atlas."""
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from .atlas import Atlas
+
+    the_atlas = Atlas(atlas)
+    summaries = the_atlas.summaries()
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(s) for s in summaries], indent=2) + "\n")
+        return
+    if not summaries:
+        _console().print(f"no runs in {the_atlas.root} yet; try `latentatlas train vae --data digits`")
+        return
+    keys = [k for k in ("mig", "dci_disentanglement", "active_units", "kl") if any(k in s.metrics for s in summaries)]
+    table = Table(title=str(the_atlas.root), title_justify="left")
+    for col in ["run", "kind", "data", "steps", "created", *keys]:
+        table.add_column(col, justify="right" if col in keys or col == "steps" else "left")
+    for s in summaries:
+        table.add_row(s.name, s.kind, s.data, str(s.steps or ""), s.created_at.replace("T", " ")[:19],
+                      *[f"{s.metrics[k]:.3g}" if k in s.metrics else "" for k in keys])
+    _console().print(table)
+
+
+@app.command()
+def demo(
+    atlas: Optional[str] = AtlasOpt,
+    no_serve: bool = typer.Option(False, "--no-serve", help="Do not start the explorer afterwards."),
+    steps: int = typer.Option(DEMO["steps"], "--steps", min=1, help="Training steps."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train again even if the demo run is already complete."),
+    n: int = typer.Option(10000, "--n", min=10, help="Samples to evaluate on."),
+) -> None:
+    """Train a β-TCVAE on procedural sprites, evaluate it and write its figures."""
+    from .atlas import Atlas
+    from .evaluate import evaluate_run
+    from .runs import train_run
+
+    the_atlas = Atlas(atlas)
+    con = _console()
+    name = "demo"
+    settings = {k: v for k, v in DEMO.items() if k != "kind"}
+    settings["steps"] = steps
+    run = None
+    if the_atlas.has_run(name) and not retrain:
+        existing = the_atlas.run(name)
+        cfg = existing.config()
+        if cfg.get("kind") == DEMO["kind"] and (cfg.get("train") or {}).get("steps") == steps:
+            if existing.has_model:
+                con.print(f"the demo run is already trained ({existing.path}); pass --retrain to train it again")
+                run = existing
+            elif existing.read_checkpoint() is not None:
+                con.print("continuing the unfinished demo run from its checkpoint")
+                run, _ = train_run(DEMO["kind"], name=name, atlas=the_atlas, resume=True)
+    if run is None:
+        if the_atlas.has_run(name):
+            the_atlas.delete_run(name)
+        con.print(f"training a β-TCVAE (β={DEMO['beta']}, {DEMO['latent_dim']} latents) on procedural sprites for {steps} steps")
+        run, _ = train_run(DEMO["kind"], **settings, name=name, atlas=the_atlas)
+    report = evaluate_run(run, n=n, seed=0, projections=["pca"], progress=True, command="latentatlas demo")
+    _print_report(report, run)
+    con.print(f"\n[bold]demo figures:[/] {run.figures_dir}")
+    for p in sorted(run.figures_dir.glob("*.png")):
+        con.print(f"  {p}")
+    if not no_serve:
+        con.print("\n(the browser explorer is not part of this version yet; figures above are the output)")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("LATENTATLAS_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    err = _console(stderr=True)
+    try:
+        # Standalone mode: typer itself reports usage errors (exit 2) and --help; we handle the rest.
+        app(args=args, prog_name="latentatlas", standalone_mode=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except LatentAtlasError as exc:
+        if debug:
+            raise
+        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        code = 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        code = 130
+    except Exception as exc:
+        from .train import TrainingInterrupted
+
+        if isinstance(exc, TrainingInterrupted):
+            err.print(str(exc))
+            code = 130
+        elif debug:
+            raise
+        elif isinstance(exc, OSError) and exc.filename:
+            err.print(f"[bold red]error:[/] {exc.strerror or exc} for '{exc.filename}'", soft_wrap=True)
+            code = 2
+        else:
+            err.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", soft_wrap=True)
+            code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

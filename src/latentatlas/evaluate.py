@@ -1,0 +1,214 @@
+"""Evaluate a run: encode a sample of its data, measure the latent space, write metrics, latents,
+projections and figures into the run folder.
+
+What is measured, and how, is documented in docs/metrics.md; this module only orchestrates.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .atlas import Run, now_iso
+from .data import load_dataset
+from .errors import LatentAtlasError
+
+# BetaVAE and FactorVAE scores render and encode fresh batches; disentanglement_lib's sample sizes
+# (10,000 training votes of 64 pairs) mean ~2M encodes, minutes on a CPU. The default keeps their
+# definitions and batch size and uses fewer votes; --full restores the library's numbers.
+FAST_SCORES = {
+    "beta_vae": dict(batch_size=64, num_train=500, num_eval=250),
+    "factor_vae": dict(batch_size=64, num_train=500, num_eval=250, num_variance_estimate=5000),
+}
+FULL_SCORES = {
+    "beta_vae": dict(batch_size=64, num_train=10000, num_eval=5000),
+    "factor_vae": dict(batch_size=64, num_train=10000, num_eval=5000, num_variance_estimate=10000),
+}
+_RENAME = {"dci_informativeness_test": "dci_informativeness"}
+HEADLINE = ("recon_error", "kl", "elbo", "active_units", "aggregate_kl", "mig", "dci_disentanglement",
+            "dci_completeness", "dci_informativeness", "sap", "modularity", "explicitness", "beta_vae", "factor_vae")
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), disable=not enabled)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def encode_array(model: torch.nn.Module, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Posterior means of ``x`` as float32 (N, D); the representation every metric reads."""
+    dev = _device_of(model)
+    out = [model.encode(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(dev))[0].float().cpu().numpy()
+           for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.latent_dim), np.float32)
+
+
+@torch.no_grad()
+def encode_dataset(model: torch.nn.Module, data, idx: np.ndarray, batch_size: int = 512,
+                   on_batch: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Encode ``data.get(idx)`` in batches: means, log-variances, per-sample reconstruction NLL and MSE."""
+    model.eval()
+    dev = _device_of(model)
+    mus, logvars, nll, mse = [], [], [], []
+    for start in range(0, len(idx), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(data.get(idx[start : start + batch_size]))).to(dev)
+        mu, logvar = model.encode(xb)
+        out = model.decode(mu)
+        nll.append(model.recon_nll(out, xb).cpu().numpy())
+        mean = torch.sigmoid(out) if model.config.likelihood == "bernoulli" else out
+        mse.append((mean - xb).pow(2).flatten(1).mean(1).cpu().numpy())
+        mus.append(mu.cpu().numpy())
+        if logvar is not None:
+            logvars.append(logvar.cpu().numpy())
+        if on_batch:
+            on_batch(len(xb))
+    res = {"mu": np.concatenate(mus).astype(np.float32), "recon_nll": np.concatenate(nll).astype(np.float32),
+           "mse": np.concatenate(mse).astype(np.float32)}
+    if logvars:
+        res["logvar"] = np.concatenate(logvars).astype(np.float32)
+    return res
+
+
+def choose_sample(data, n: int, seed: int) -> np.ndarray:
+    total = len(data)
+    if total <= n:
+        return np.arange(total)
+    return np.sort(np.random.default_rng([seed, 7]).choice(total, size=n, replace=False))
+
+
+def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[str] = ("pca",), full: bool = False,
+                 progress: bool = True, command: str | None = None, figures: bool = True) -> dict[str, Any]:
+    from .analysis import disentanglement as dis
+    from .analysis import vae_metrics as vm
+    from .analysis.projections import project
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    cfg = run.config()
+    model = run.load_model()
+    torch.manual_seed(seed)
+    data = load_dataset(cfg["data"])
+    idx = choose_sample(data, n, seed)
+    rng = np.random.default_rng(seed)
+
+    with _progress(progress) as bar:
+        task = bar.add_task(f"encoding {len(idx)} samples", total=len(idx))
+        enc = encode_dataset(model, data, idx, on_batch=lambda k: bar.advance(task, k))
+    timings["encode"] = time.perf_counter() - t_start
+
+    metrics: dict[str, Any] = {}
+    mu, logvar = enc["mu"], enc.get("logvar")
+    metrics["recon_error"] = _est(_mean_estimate("recon_error", enc["recon_nll"], rng,
+                                                 likelihood=model.config.likelihood))
+    metrics["mse_per_pixel"] = _est(_mean_estimate("mse_per_pixel", enc["mse"], rng))
+    kl_dims = None
+    if logvar is not None:
+        kl_dims = vm.kl_per_dim(mu, logvar)
+        metrics["kl"] = _est(vm.kl_total(mu, logvar, rng=rng))
+        metrics["elbo"] = _est(vm.elbo(enc["recon_nll"], vm.kl_per_sample(mu, logvar), rng=rng))
+        metrics["aggregate_kl"] = _est(vm.aggregate_posterior_kl(mu, logvar, rng=rng))
+    au = vm.active_units(mu, rng=rng)
+    metrics["active_units"] = _est(au)
+    timings["vae_metrics"] = time.perf_counter() - t_start - sum(timings.values())
+
+    factors = data.get_factors(idx)
+    notes: list[str] = []
+    if factors is not None and len(getattr(data, "factor_names", ())) < 2:
+        notes.append("disentanglement metrics need at least two ground-truth factors; this data has "
+                     f"{len(getattr(data, 'factor_names', ()))}, so they were not computed")
+    if factors is not None and len(getattr(data, "factor_names", ())) >= 2:
+        t0 = time.perf_counter()
+        ground_truth = data if hasattr(data, "sample_observations_from_factors") else None
+        settings = FULL_SCORES if full else FAST_SCORES
+        if progress:
+            from rich.console import Console
+
+            Console(stderr=True).print("measuring disentanglement …")
+        results = dis.all_disentanglement_metrics(
+            mu, factors, rng,
+            ground_truth=ground_truth,
+            representation_fn=(lambda obs: encode_array(model, obs)) if ground_truth is not None else None,
+            beta_vae_kwargs=settings["beta_vae"], factor_vae_kwargs=settings["factor_vae"],
+        )
+        results = {_RENAME.get(k, k): v for k, v in results.items()}
+        for name, est in results.items():
+            metrics[name] = _est(est)
+        timings["disentanglement"] = time.perf_counter() - t0
+
+    # latents + per-row table
+    import pandas as pd
+
+    rows = pd.DataFrame({"index": idx.astype(np.int64)})
+    labels = getattr(data, "labels", None)
+    if labels is not None:
+        rows["label"] = np.asarray(labels)[idx]
+    if factors is not None:
+        for j, fname in enumerate(data.factor_names):
+            rows[fname] = factors[:, j]
+    rows["recon_error"] = enc["recon_nll"]
+    arrays = {"mu": mu, "recon_nll": enc["recon_nll"]}
+    if logvar is not None:
+        arrays["logvar"] = logvar
+    run.write_latents(arrays, rows)
+
+    coords: dict[str, np.ndarray] = {}
+    for method in projections:
+        t0 = time.perf_counter()
+        if mu.shape[1] < 2:
+            break
+        proj = project(mu, method=method, n_components=2, seed=seed)
+        params = {"method": method, "params": proj.params, "explained_variance": proj.explained_variance, "n": int(len(mu)), "latents": "eval"}
+        run.write_projection(f"eval-{method}", proj.coords, params)
+        coords[method] = proj.coords
+        timings[f"projection_{method}"] = time.perf_counter() - t0
+
+    order = list(np.argsort(-kl_dims)) if kl_dims is not None else list(np.argsort(-np.asarray(au.details["variance_per_dim"])))
+    report: dict[str, Any] = {
+        "run": run.name,
+        "command": command or f"latentatlas eval {run.name}",
+        "created_at": now_iso(),
+        "latentatlas": __version__,
+        "n": int(len(idx)),
+        "seed": seed,
+        "full": full,
+        "data": cfg.get("data"),
+        "metrics": metrics,
+        "kl_per_dim": None if kl_dims is None else [float(v) for v in kl_dims],
+        "dims_by_kl": [int(i) for i in order],
+        "headline": {k: metrics[k]["value"] for k in HEADLINE if k in metrics},
+        "notes": notes,
+    }
+    if figures:
+        t0 = time.perf_counter()
+        from .run_figures import write_run_figures
+
+        report["figures"] = write_run_figures(run, model, data, idx, enc, kl_dims, order, coords, factors)
+        timings["figures"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    run.write_metrics(report)
+    return report
+
+
+def _mean_estimate(name: str, per_sample: np.ndarray, rng: np.random.Generator, **details: Any):
+    """Mean of a per-sample quantity with a percentile-bootstrap 95% CI over samples."""
+    from .analysis.bootstrap import Estimate, bootstrap_ci
+
+    v = np.asarray(per_sample, dtype=np.float64)
+    lo, hi = bootstrap_ci(lambda i: v[i].mean(), len(v), rng)
+    return Estimate(name=name, value=float(v.mean()), ci_low=lo, ci_high=hi, n=len(v), details=details)
+
+
+def _est(e) -> dict[str, Any]:
+    d = e.to_dict()
+    return {k: d[k] for k in ("value", "ci_low", "ci_high", "n", "details") if k in d}

@@ -1,0 +1,8 @@
+"""Models: one config dataclass per family, a registry by ``kind``, one save/load format."""
+
+from .io import load_model, read_config, save_model
+from .registry import build, config_from_dict, kinds, lookup, register
+from .vae import FAMILY as VAE_KINDS
+from .vae import VAE, VAEConfig
+
+__all__ = ["VAE", "VAEConfig", "VAE_KINDS", "build", "config_from_dict", "kinds", "load_model", "lookup", "read_config", "register", "save_model"]

@@ -1,0 +1,284 @@
+"""The one training loop for every model.
+
+A model only has to expose ``loss(batch) -> dict`` with a ``"loss"`` entry; everything else here is
+model-agnostic: seeded batch order, progress bar, atomic checkpoints, bitwise-exact resume on CPU,
+``history.jsonl``, CUDA when available.
+
+Resume is exact because nothing the next step depends on lives outside the checkpoint: the batch at
+step ``t`` is a pure function of (seed, t) (a per-epoch permutation seeded by the epoch number), and the
+checkpoint holds the weights, the optimizer state and the torch RNG state, all as safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+
+from .atlas import Run
+from .errors import LatentAtlasError
+
+
+class Indexable(Protocol):
+    def __len__(self) -> int: ...
+    def get(self, idx: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    device: str = "auto"
+    grad_clip: float | None = None
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise LatentAtlasError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise LatentAtlasError(f"--lr must be a positive number, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["adam_betas"] = list(self.adam_betas)
+        return d
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    resumed_from: int | None
+    seconds: float
+    last: dict[str, float] = field(default_factory=dict)
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C once the state at the last finished step is checkpointed."""
+
+    def __init__(self, step: int):
+        super().__init__(f"training interrupted at step {step}; continue from the latest checkpoint with --resume")
+        self.step = step
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise LatentAtlasError(f"device '{device}' is not a torch device name (expected auto, cpu or cuda)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LatentAtlasError(f"device '{device}' was asked for but CUDA is not available on this machine")
+    return dev
+
+
+class BatchOrder:
+    """Batch ``t`` = slice of the permutation of epoch ``t // steps_per_epoch``, seeded by (seed, epoch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if n < 1:
+            raise LatentAtlasError("the training data is empty; expected at least one sample")
+        self.n = n
+        self.batch_size = min(batch_size, n)
+        self.steps_per_epoch = n // self.batch_size
+        self.seed = seed
+        self._epoch = -1
+        self._perm: np.ndarray | None = None
+
+    def indices(self, step: int) -> np.ndarray:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._epoch = epoch
+        return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+
+# -- optimizer state as safetensors (no pickle) -------------------------------------------------------
+def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    groups = json.loads(json.dumps(sd["param_groups"], default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, extra in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(extra)
+    groups = meta["param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    out = {"torch_cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["torch_cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    if device.type == "cuda" and "torch_cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["torch_cuda"], device)
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+@contextmanager
+def _deferred_sigint():
+    """Turn the first Ctrl-C into a flag checked between steps, so a checkpoint never holds half a step."""
+    flag = {"hit": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if flag["hit"]:  # a second Ctrl-C stops at once
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        flag["hit"] = True
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def fit(
+    model: torch.nn.Module,
+    data: Indexable,
+    run: Run,
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data`` for ``config.steps`` steps, checkpointing into ``run``.
+
+    With ``resume=True`` the latest checkpoint in ``run`` is loaded and training continues from the
+    step after it; the final weights equal those of an uninterrupted run (bitwise on CPU).
+    ``on_step(step)`` is called after each finished step (tests use it to kill the process).
+    """
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas)
+    order = BatchOrder(len(data), config.batch_size, config.seed)
+
+    start = 0
+    resumed_from = None
+    if resume:
+        ckpt = run.read_checkpoint()
+        if ckpt is not None:
+            step, parts, meta = ckpt
+            try:
+                model.load_state_dict({k: v.to(device) for k, v in parts["model"].items()}, strict=True)
+                optimizer_from_tensors(opt, {k: v.to(device) for k, v in parts["optimizer"].items()}, meta["optimizer"])
+                _restore_rng(parts["rng"], device)
+            except (KeyError, RuntimeError, ValueError) as exc:
+                raise LatentAtlasError(f"checkpoint in '{run.checkpoint_dir}' does not fit this run's model ({exc.__class__.__name__}); delete it to start over") from exc
+            start = resumed_from = step
+            run.truncate_history(step)
+        else:
+            run.truncate_history(0)
+
+    def checkpoint(step: int) -> None:
+        opt_tensors, opt_meta = optimizer_to_tensors(opt)
+        run.write_checkpoint(
+            step,
+            {"model": model.state_dict(), "optimizer": opt_tensors, "rng": _rng_tensors(device)},
+            {"step": step, "optimizer": opt_meta, "train": config.to_dict()},
+        )
+
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    last: dict[str, float] = {}
+    t0 = time.perf_counter()
+    step = start
+    with _progress(progress) as bar, _deferred_sigint() as interrupted:
+        task = bar.add_task(f"training {run.name}", total=config.steps, completed=start, metrics="")
+        try:
+            while step < config.steps:
+                idx = order.indices(step)
+                batch = torch.from_numpy(np.ascontiguousarray(data.get(idx))).to(device, non_blocking=True)
+                out = model.loss(batch)
+                loss = out["loss"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                opt.step()
+                step += 1
+                for k, v in out.items():
+                    v = v.detach()
+                    sums[k] = sums[k] + v if k in sums else v
+                count += 1
+                if step % config.log_every == 0 or step == config.steps:
+                    last = {k: float(v) / count for k, v in sums.items()}
+                    if not math.isfinite(last["loss"]):
+                        raise LatentAtlasError(
+                            f"the loss became {last['loss']} by step {step}; lower --lr (now {config.lr}) — "
+                            f"the checkpoint before it is kept"
+                        )
+                    run.append_history([{"step": step, "time": round(time.perf_counter() - t0, 3), **last}])
+                    sums, count = {}, 0
+                    bar.update(task, completed=step, metrics="  ".join(f"{k} {v:.3g}" for k, v in last.items() if k in ("loss", "recon", "kl", "tc")))
+                elif step % 10 == 0:
+                    bar.update(task, completed=step)
+                if step % config.checkpoint_every == 0 and step < config.steps:
+                    checkpoint(step)
+                if on_step is not None:
+                    on_step(step)
+                if interrupted["hit"]:
+                    checkpoint(step)
+                    raise TrainingInterrupted(step)
+        except KeyboardInterrupt:
+            # A second Ctrl-C may land mid-step: keep the last clean checkpoint rather than write this state.
+            raise TrainingInterrupted(step) from None
+        bar.update(task, completed=step)
+
+    model.eval()
+    run.save_model(model)
+    run.clear_checkpoint()
+    return TrainResult(steps_done=step, resumed_from=resumed_from, seconds=time.perf_counter() - t0, last=last)

@@ -1,0 +1,158 @@
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from latentatlas.atlas import Atlas
+from latentatlas.data.base import ArrayDataset
+from latentatlas.errors import LatentAtlasError
+from latentatlas.models import VAE, VAEConfig, load_model
+from latentatlas.train import BatchOrder, TrainConfig, fit, optimizer_from_tensors, optimizer_to_tensors
+
+
+class _Crash(Exception):
+    pass
+
+
+def _dataset(tiny_images):
+    x, f = tiny_images
+    return ArrayDataset(x=x, factors=f, factor_names=("position", "width"), factor_sizes=(8, 2), name="bars", spec={"kind": "bars"})
+
+
+def _model(kind="vae"):
+    torch.manual_seed(0)
+    return VAE(VAEConfig(kind=kind, input_shape=(1, 8, 8), latent_dim=3, hidden=32, dataset_size=256))
+
+
+def _new_run(atlas_dir, name):
+    return Atlas(atlas_dir).create_run(name, {"kind": "vae"})
+
+
+def test_fit_learns_and_records_history(atlas_dir, tiny_images):
+    data = _dataset(tiny_images)
+    run = _new_run(atlas_dir, "a")
+    model = _model()
+    cfg = TrainConfig(steps=120, batch_size=32, lr=3e-3, log_every=20, checkpoint_every=50)
+    result = fit(model, data, run, cfg, progress=False)
+    assert result.steps_done == 120
+    hist = run.read_history()
+    assert [r["step"] for r in hist] == [20, 40, 60, 80, 100, 120]
+    assert hist[-1]["loss"] < 0.85 * hist[0]["loss"]
+    assert {"loss", "recon", "kl", "elbo", "time"} <= set(hist[0])
+    assert run.has_model and not run.checkpoint_dir.exists()
+
+
+def test_batch_order_is_a_seeded_permutation_per_epoch():
+    order = BatchOrder(100, 10, seed=3)
+    epoch0 = np.concatenate([order.indices(s) for s in range(10)])
+    epoch1 = np.concatenate([order.indices(s) for s in range(10, 20)])
+    assert sorted(epoch0) == list(range(100)) and sorted(epoch1) == list(range(100))
+    assert not np.array_equal(epoch0, epoch1)
+    assert np.array_equal(BatchOrder(100, 10, seed=3).indices(13), order.indices(13))
+    assert not np.array_equal(BatchOrder(100, 10, seed=4).indices(13), order.indices(13))
+
+
+def test_optimizer_state_roundtrips_through_safetensors():
+    torch.manual_seed(0)
+    model = _model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.loss(torch.rand(4, 1, 8, 8))["loss"].backward()
+    opt.step()
+    tensors, meta = optimizer_to_tensors(opt)
+    json.dumps(meta)  # must be plain JSON
+    opt2 = torch.optim.Adam(model.parameters(), lr=5.0)
+    optimizer_from_tensors(opt2, tensors, meta)
+    a, b = opt.state_dict(), opt2.state_dict()
+    assert a["param_groups"][0]["lr"] == b["param_groups"][0]["lr"] == 1e-3
+    for pid in a["state"]:
+        for key in a["state"][pid]:
+            assert torch.equal(torch.as_tensor(a["state"][pid][key]), torch.as_tensor(b["state"][pid][key]))
+
+
+@pytest.mark.parametrize("kind", ["vae", "beta_tcvae"])
+def test_resume_after_a_crash_gives_bitwise_identical_weights(atlas_dir, tiny_images, kind):
+    data = _dataset(tiny_images)
+    cfg = TrainConfig(steps=40, batch_size=16, lr=2e-3, log_every=5, checkpoint_every=7, seed=11)
+
+    straight = _new_run(atlas_dir, "straight")
+    fit(_model(kind), data, straight, cfg, progress=False)
+
+    broken = _new_run(atlas_dir, "broken")
+
+    def crash(step):
+        if step == 23:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        fit(_model(kind), data, broken, cfg, progress=False, on_step=crash)
+    assert json.loads((broken.checkpoint_dir / "latest.json").read_text())["step"] == 21
+    result = fit(_model(kind), data, broken, cfg, resume=True, progress=False)
+    assert result.resumed_from == 21
+
+    a = load_model(straight.path).state_dict()
+    b = load_model(broken.path).state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # history has each logged step exactly once
+    steps = [r["step"] for r in broken.read_history()]
+    assert steps == sorted(set(steps)) == list(range(5, 41, 5))
+
+
+def test_nan_loss_is_one_sentence(atlas_dir, tiny_images):
+    data = _dataset(tiny_images)
+    run = _new_run(atlas_dir, "nan")
+    with pytest.raises(LatentAtlasError, match="lower --lr"):
+        fit(_model(), data, run, TrainConfig(steps=50, batch_size=16, lr=1e9, log_every=5), progress=False)
+
+
+def test_bad_train_config():
+    with pytest.raises(LatentAtlasError, match="--steps must be at least 1"):
+        TrainConfig(steps=0)
+    with pytest.raises(LatentAtlasError, match="--lr"):
+        TrainConfig(lr=-1)
+
+
+def _train_cmd(atlas, npz, name, resume=False):
+    cmd = [sys.executable, "-m", "latentatlas.cli", "train", "beta_tcvae", "--data", str(npz), "--latent-dim", "3",
+           "--steps", "400", "--batch-size", "16", "--checkpoint-every", "3", "--seed", "5", "--name", name,
+           "--atlas", str(atlas), "--quiet"]
+    return cmd + (["--resume"] if resume else [])
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_npz):
+    atlas = tmp_path / "atlas"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(_train_cmd(atlas, tiny_npz, "straight"), check=True, env=env, capture_output=True)
+
+    target = random.Random().randint(30, 300)
+    proc = subprocess.Popen(_train_cmd(atlas, tiny_npz, "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = atlas / "runs" / "killed" / "checkpoint" / "latest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if json.loads(latest.read_text())["step"] >= target:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {proc.stderr.read()!r}"
+    assert not (atlas / "runs" / "killed" / "model.safetensors").exists()
+
+    out = subprocess.run(_train_cmd(atlas, tiny_npz, "killed", resume=True), env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "resumed from step" in out.stdout
+    a = load_model(atlas / "runs" / "straight").state_dict()
+    b = load_model(atlas / "runs" / "killed").state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
