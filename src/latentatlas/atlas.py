@@ -113,7 +113,10 @@ class Atlas:
                 cfg = run.config()
             except LatentAtlasError:
                 continue
-            metrics = run.read_metrics() or {}
+            try:
+                metrics = run.read_metrics() or {}
+            except LatentAtlasError:
+                metrics = {}  # a damaged metrics.json hides the metrics, not the run
             headline = {k: v["value"] if isinstance(v, dict) else v for k, v in (metrics.get("headline") or {}).items()}
             data = cfg.get("data", {})
             out.append(

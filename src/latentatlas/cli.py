@@ -28,10 +28,20 @@ AtlasOpt = typer.Option(None, "--atlas", help="Atlas folder (default: $LATENTATL
 DEMO = dict(kind="beta_tcvae", data="sprites", latent_dim=10, beta=6.0, steps=2500, batch_size=64, lr=1e-3, seed=0)
 
 
+_ARGV: list[str] = []
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+def _esc(text: object) -> str:
+    """Paths and messages may hold '[' and ']': never let rich read them as markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 @app.command()
@@ -63,7 +73,7 @@ def train(
         checkpoint_every=checkpoint_every, device=device, progress=not quiet,
     )
     how = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
-    _console().print(f"trained [bold]{run.name}[/] for {result.steps_done} steps{how} in {result.seconds:.1f} s → {run.path}")
+    _console().print(f"trained [bold]{_esc(run.name)}[/] for {result.steps_done} steps{how} in {result.seconds:.1f} s → {_esc(run.path)}")
 
 
 @app.command("eval")
@@ -87,7 +97,7 @@ def eval_cmd(
         raise LatentAtlasError(f"--projections got '{', '.join(bad)}'; expected a comma-separated list of pca, umap, tsne")
     the_run = Atlas(atlas).run(run)
     report = evaluate_run(the_run, n=n, seed=seed, projections=methods, full=full, progress=not (quiet or as_json),
-                          command=" ".join(["latentatlas"] + sys.argv[1:]))
+                          command=" ".join(["latentatlas", *_ARGV]))
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
@@ -106,8 +116,8 @@ def _print_report(report: dict, run) -> None:
         table.add_row(name, f"{m['value']:.4g}", ci)
     con = _console()
     con.print(table)
-    con.print(f"metrics → {run.path / 'metrics.json'}")
-    con.print(f"figures → {run.figures_dir}")
+    con.print(f"metrics → {_esc(run.path / 'metrics.json')}")
+    con.print(f"figures → {_esc(run.figures_dir)}")
 
 
 @app.command()
@@ -125,7 +135,7 @@ def runs(atlas: Optional[str] = AtlasOpt, as_json: bool = typer.Option(False, "-
         sys.stdout.write(json.dumps([asdict(s) for s in summaries], indent=2) + "\n")
         return
     if not summaries:
-        _console().print(f"no runs in {the_atlas.root} yet; try `latentatlas train vae --data digits`")
+        _console().print(f"no runs in {_esc(the_atlas.root)} yet; try `latentatlas train vae --data digits`")
         return
     keys = [k for k in ("mig", "dci_disentanglement", "active_units", "kl") if any(k in s.metrics for s in summaries)]
     table = Table(title=str(the_atlas.root), title_justify="left")
@@ -161,21 +171,24 @@ def demo(
         cfg = existing.config()
         if cfg.get("kind") == DEMO["kind"] and (cfg.get("train") or {}).get("steps") == steps:
             if existing.has_model:
-                con.print(f"the demo run is already trained ({existing.path}); pass --retrain to train it again")
+                con.print(f"the demo run is already trained ({_esc(existing.path)}); pass --retrain to train it again")
                 run = existing
             elif existing.read_checkpoint() is not None:
                 con.print("continuing the unfinished demo run from its checkpoint")
                 run, _ = train_run(DEMO["kind"], name=name, atlas=the_atlas, resume=True)
     if run is None:
         if the_atlas.has_run(name):
+            if the_atlas.run(name).config().get("origin") != "demo":
+                raise LatentAtlasError(f"atlas '{the_atlas.root}' has a run named 'demo' that the demo did not create; "
+                                       "rename it or use another --atlas")
             the_atlas.delete_run(name)
         con.print(f"training a β-TCVAE (β={DEMO['beta']}, {DEMO['latent_dim']} latents) on procedural sprites for {steps} steps")
-        run, _ = train_run(DEMO["kind"], **settings, name=name, atlas=the_atlas)
+        run, _ = train_run(DEMO["kind"], **settings, name=name, atlas=the_atlas, origin="demo")
     report = evaluate_run(run, n=n, seed=0, projections=["pca"], progress=True, command="latentatlas demo")
     _print_report(report, run)
-    con.print(f"\n[bold]demo figures:[/] {run.figures_dir}")
+    con.print(f"\n[bold]demo figures:[/] {_esc(run.figures_dir)}")
     for p in sorted(run.figures_dir.glob("*.png")):
-        con.print(f"  {p}")
+        con.print(f"  {_esc(p)}")
     if not no_serve:
         con.print("\n(the browser explorer is not part of this version yet; figures above are the output)")
 
@@ -184,6 +197,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("LATENTATLAS_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
+    _ARGV[:] = args
     err = _console(stderr=True)
     try:
         # Standalone mode: typer itself reports usage errors (exit 2) and --help; we handle the rest.
@@ -194,7 +208,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except LatentAtlasError as exc:
         if debug:
             raise
-        err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {_esc(exc)}", soft_wrap=True)
         code = 2
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -203,15 +217,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         from .train import TrainingInterrupted
 
         if isinstance(exc, TrainingInterrupted):
-            err.print(str(exc))
+            err.print(_esc(exc))
             code = 130
         elif debug:
             raise
         elif isinstance(exc, OSError) and exc.filename:
-            err.print(f"[bold red]error:[/] {exc.strerror or exc} for '{exc.filename}'", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {_esc(exc.strerror or exc)} for '{_esc(exc.filename)}'", soft_wrap=True)
             code = 2
         else:
-            err.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {exc} (rerun with --debug for the traceback)", soft_wrap=True)
+            err.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {_esc(exc)} (rerun with --debug for the traceback)", soft_wrap=True)
             code = 1
     sys.exit(code)
 

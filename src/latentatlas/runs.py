@@ -15,7 +15,7 @@ from .data import load_dataset
 from .errors import LatentAtlasError
 from .models import VAE_KINDS, VAEConfig, build, config_from_dict
 from .models.io import config_to_dict
-from .train import TrainConfig, TrainResult, fit
+from .train import TrainConfig, TrainResult, fit, resolve_device
 
 
 def versions() -> dict[str, str]:
@@ -44,16 +44,25 @@ def train_run(
     device: str = "auto",
     progress: bool = True,
     on_step=None,
+    origin: str | None = None,
 ) -> tuple[Run, TrainResult]:
+    """Train a new run, or with ``resume=True`` continue run ``name`` with its stored settings."""
+    import torch
+
     atlas = atlas if isinstance(atlas, Atlas) else Atlas(atlas)
     if resume:
         if not name:
             raise LatentAtlasError("--resume needs --name to say which run to continue")
         run = atlas.run(name)
         cfg = run.config()
-        dataset = load_dataset(cfg["data"])
-        model = build(config_from_dict(cfg["kind"], cfg["model"]))
         train_cfg = TrainConfig(**{**cfg["train"], "adam_betas": tuple(cfg["train"].get("adam_betas", (0.9, 0.999)))})
+        if run.has_model and run.read_checkpoint() is None:
+            raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume "
+                                   "(train a new run with another --name to train longer)")
+        dataset = load_dataset(cfg["data"])
+        # Killed before its first checkpoint, a run restarts from step 0: the same seed gives the same start.
+        torch.manual_seed(train_cfg.seed)
+        model = build(config_from_dict(cfg["kind"], cfg["model"]))
         result = fit(model, dataset, run, train_cfg, resume=True, progress=progress, on_step=on_step)
         return run, result
 
@@ -61,6 +70,7 @@ def train_run(
         raise LatentAtlasError(f"model kind '{kind}' cannot be trained by this command; expected one of: {', '.join(VAE_KINDS)}")
     dataset = load_dataset(data)
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every, log_every=log_every, device=device)
+    resolve_device(device)  # refuse a bad --device before a run folder exists
     try:
         model_cfg = VAEConfig(
             kind=kind,
@@ -72,8 +82,6 @@ def train_run(
         )
     except ValueError as exc:
         raise LatentAtlasError(f"cannot build a {kind} for data '{dataset.name}': {exc}") from exc
-    import torch
-
     torch.manual_seed(seed)  # the initial weights are part of what --seed fixes
     model = build(model_cfg)
     if name is None:
@@ -87,6 +95,13 @@ def train_run(
         "versions": versions(),
         "created_at": now_iso(),
     }
+    if origin:
+        config["origin"] = origin
     run = atlas.create_run(name, config)
-    result = fit(model, dataset, run, train_cfg, resume=False, progress=progress, on_step=on_step)
+    try:
+        result = fit(model, dataset, run, train_cfg, resume=False, progress=progress, on_step=on_step)
+    except LatentAtlasError:
+        if run.read_checkpoint() is None and not run.has_model:
+            atlas.delete_run(name)  # nothing worth keeping; do not block the name
+        raise
     return run, result
