@@ -194,6 +194,10 @@ def test_sap_continuous_orders_aligned_mixed_random(codes):
     assert est["random"].value < 0.1
     assert est["random"].value + 0.2 < est["mixed"].value < est["aligned"].value - 0.2
     assert all(_ci_ok(e) for e in est.values())
+    # Continuous factors may be real-valued.
+    u = f / np.asarray(SIZES, dtype=float)
+    real = dis.sap(*_split(codes["aligned"], u), continuous_factors=True, rng=0, num_resamples=5)
+    assert real.value == pytest.approx(est["aligned"].value)
 
 
 def test_sap_discrete_orders_aligned_mixed_random(codes):

@@ -165,7 +165,8 @@ def test_aggregate_posterior_matching_the_prior_gives_zero():
     rng = np.random.default_rng(6)
     n, d = 40000, 4
     # Means with variance 0.5 plus posteriors of variance 0.5: the mixture has covariance I.
-    est = aggregate_posterior_kl(rng.normal(0, math.sqrt(0.5), (n, d)), np.full((n, d), math.log(0.5)), rng=0, num_resamples=30)
+    mu = rng.normal(0, math.sqrt(0.5), (n, d))
+    est = aggregate_posterior_kl(mu, np.full((n, d), math.log(0.5)), rng=0, num_resamples=30)
     assert abs(est.value) < 5e-3
     # Point-mass posteriors (logvar very negative) with standard-normal means: also the prior.
     est = aggregate_posterior_kl(rng.normal(0, 1, (n, d)), np.full((n, d), -30.0), rng=0, num_resamples=30)

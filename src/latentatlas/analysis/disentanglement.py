@@ -50,16 +50,16 @@ DEFAULT_CHUNK_SIZE = 4096
 # --- input checks ---------------------------------------------------------------------------------
 
 
-def _codes_factors(codes, factors, codes_name="codes", factors_name="factors"):
+def _codes_factors(codes, factors, codes_name="codes", factors_name="factors", continuous=False):
     z = _as_float_matrix(codes, codes_name)
-    y = _as_factor_matrix(factors, factors_name)
+    y = _as_float_matrix(factors, factors_name) if continuous else _as_factor_matrix(factors, factors_name)
     _check_same_rows(z, codes_name, y, factors_name)
     return z, y
 
 
-def _train_test(codes_train, factors_train, codes_test, factors_test):
-    z_tr, y_tr = _codes_factors(codes_train, factors_train, "codes_train", "factors_train")
-    z_te, y_te = _codes_factors(codes_test, factors_test, "codes_test", "factors_test")
+def _train_test(codes_train, factors_train, codes_test, factors_test, continuous=False):
+    z_tr, y_tr = _codes_factors(codes_train, factors_train, "codes_train", "factors_train", continuous)
+    z_te, y_te = _codes_factors(codes_test, factors_test, "codes_test", "factors_test", continuous)
     _check_same_cols(z_tr, "codes_train", z_te, "codes_test")
     _check_same_cols(y_tr, "factors_train", y_te, "factors_test")
     return z_tr, y_tr, z_te, y_te
@@ -257,6 +257,7 @@ def modularity(
     z, y = _codes_factors(codes, factors)
     if y.shape[1] < 2:
         raise LatentAtlasError("modularity needs at least two factors, got 1.")
+    _require_varying_factors(y, "factors")
     yd, y_sizes = _dense_labels(y)
 
     def compute(z_, yd_):
@@ -482,8 +483,8 @@ def dci(
 
     CIs: informativeness resamples the evaluation rows with the classifiers fixed. Disentanglement and
     completeness have no interval unless `num_refits > 0`, in which case the classifiers are refitted
-    on that many bootstrap resamples of the training rows and the 2.5/97.5 percentiles of the refits
-    are reported (a coarse interval; it does cover retraining).
+    on that many bootstrap resamples of the training rows and the median-centred 2.5/97.5 percentiles
+    of the refits are reported (a coarse interval; it does cover retraining).
 
     Returns {"dci_disentanglement", "dci_completeness", "dci_informativeness_test",
     "dci_informativeness_train"}.
@@ -585,24 +586,26 @@ def sap(
 
     Score matrix S[d, k]: for discrete factors the test accuracy of a LinearSVC(C=0.01,
     class_weight="balanced") predicting factor k from code dim d alone; for continuous factors the
-    squared correlation of d and k on the training rows. SAP is the mean over factors of the gap
+    squared correlation of d and k on the training rows (factors may then be floats). SAP is the mean
+    over factors of the gap
     between the two largest entries of S[:, k].
     CI (discrete): test rows resampled with the classifiers fixed. CI (continuous): training rows
     resampled and correlations recomputed.
     """
-    z_tr, y_tr, z_te, y_te = _train_test(codes_train, factors_train, codes_test, factors_test)
+    z_tr, y_tr, z_te, y_te = _train_test(
+        codes_train, factors_train, codes_test, factors_test, continuous=continuous_factors
+    )
     _require_dims(z_tr, "codes_train", "SAP")
+    _require_varying_factors(y_tr, "factors_train")
     gen = _rng(rng)
     num_codes, num_factors = z_tr.shape[1], y_tr.shape[1]
     if continuous_factors:
-        y_float = y_tr.astype(np.float64)
-        s = _squared_correlation(z_tr, y_float)
-        stat = lambda idx: _top_two_gap(_squared_correlation(z_tr[idx], y_float[idx]))[0]  # noqa: E731
+        s = _squared_correlation(z_tr, y_tr)
+        stat = lambda idx: _top_two_gap(_squared_correlation(z_tr[idx], y_tr[idx]))[0]  # noqa: E731
         n, note = z_tr.shape[0], "training rows resampled, correlations recomputed"
     else:
         from sklearn.svm import LinearSVC
 
-        _require_varying_factors(y_tr, "factors_train")
         correct = np.zeros((num_codes, num_factors, z_te.shape[0]), dtype=bool)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -69,13 +69,7 @@ def _posterior(mu, logvar) -> tuple[np.ndarray, np.ndarray]:
     return mu, lv
 
 
-def reconstruction_error_per_sample(x, x_hat, likelihood: str = "bernoulli") -> np.ndarray:
-    """(N,) reconstruction error of each sample, summed over all its values.
-
-    bernoulli: binary cross-entropy with `x_hat` given as logits and `x` in [0, 1] (the exact negative
-    log-likelihood of a Bernoulli decoder when x is binary). gaussian: the summed squared error
-    sum (x - x_hat)^2, which is 2 * (Gaussian NLL with unit variance) minus a constant, not the NLL itself.
-    """
+def _recon_inputs(x, x_hat, likelihood: str) -> tuple[np.ndarray, np.ndarray]:
     if likelihood not in _LIKELIHOODS:
         raise LatentAtlasError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}.")
     x2 = _flatten_samples(x, "x")
@@ -84,13 +78,27 @@ def reconstruction_error_per_sample(x, x_hat, likelihood: str = "bernoulli") -> 
         raise LatentAtlasError(
             f"x has shape {np.shape(x)} but x_hat has shape {np.shape(x_hat)}; they must match."
         )
+    if likelihood == "bernoulli" and (x2.min() < 0.0 or x2.max() > 1.0):
+        raise LatentAtlasError("x must lie in [0, 1] for the bernoulli likelihood.")
+    return x2, xh
+
+
+def _recon_rows(x2: np.ndarray, xh: np.ndarray, likelihood: str) -> np.ndarray:
     if likelihood == "gaussian":
         return np.sum((x2 - xh) ** 2, axis=1)
-    if x2.min() < 0.0 or x2.max() > 1.0:
-        raise LatentAtlasError("x must lie in [0, 1] for the bernoulli likelihood.")
     # Stable BCE-with-logits: max(l, 0) - l*x + log(1 + exp(-|l|)).
-    bce = np.maximum(xh, 0.0) - xh * x2 + np.log1p(np.exp(-np.abs(xh)))
-    return np.sum(bce, axis=1)
+    return np.sum(np.maximum(xh, 0.0) - xh * x2 + np.log1p(np.exp(-np.abs(xh))), axis=1)
+
+
+def reconstruction_error_per_sample(x, x_hat, likelihood: str = "bernoulli") -> np.ndarray:
+    """(N,) reconstruction error of each sample, summed over all its values.
+
+    bernoulli: binary cross-entropy with `x_hat` given as logits and `x` in [0, 1] (the exact negative
+    log-likelihood of a Bernoulli decoder when x is binary). gaussian: the summed squared error
+    sum (x - x_hat)^2, which is 2 * (Gaussian NLL with unit variance) minus a constant, not the NLL itself.
+    """
+    x2, xh = _recon_inputs(x, x_hat, likelihood)
+    return _recon_rows(x2, xh, likelihood)
 
 
 def reconstruction_error(
@@ -103,11 +111,10 @@ def reconstruction_error(
 ) -> Estimate:
     """Mean per-sample reconstruction error (see `reconstruction_error_per_sample`), bootstrap CI over
     samples; details hold the mean squared error per value (pixel) and its own interval."""
-    per_sample = reconstruction_error_per_sample(x, x_hat, likelihood)
-    x2 = _flatten_samples(x, "x")
-    xh = _flatten_samples(x_hat, "x_hat")
+    x2, xh = _recon_inputs(x, x_hat, likelihood)
+    per_sample = _recon_rows(x2, xh, likelihood)
     if likelihood == "bernoulli":
-        # For logits the per-pixel MSE is measured on the probabilities the decoder predicts.
+        # For logits the per-value MSE is measured on the probabilities the decoder predicts.
         xh = 1.0 / (1.0 + np.exp(-xh))
     mse_rows = np.mean((x2 - xh) ** 2, axis=1)
     n = per_sample.shape[0]
