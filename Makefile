@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # requirement resolves to a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,6 @@ test: $(VENV)/.installed-test
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
 	exit $$rc
-
-bench: $(VENV)/.installed-test
-	$(BIN)/python bench/run_all.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -156,3 +156,32 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_p
     b = load_model(atlas / "runs" / "killed").state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_conv_model_resume_is_bitwise_identical_too(atlas_dir, tiny_images):
+    """The conv body runs in channels_last; the checkpoint stores the standard layout. Resume must
+    still reproduce the uninterrupted run exactly."""
+    x, f = tiny_images
+    big = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)  # 16x16: the conv architecture
+    data = ArrayDataset(x=big, factors=f, factor_names=("position", "width"), factor_sizes=(8, 2), name="bars16", spec={})
+    cfg = TrainConfig(steps=12, batch_size=16, lr=2e-3, log_every=4, checkpoint_every=5, seed=2)
+
+    def model():
+        torch.manual_seed(0)
+        m = VAE(VAEConfig(kind="beta_tcvae", input_shape=(1, 16, 16), latent_dim=3, hidden=32, dataset_size=256))
+        assert m.config.arch == "conv"
+        return m
+
+    straight = _new_run(atlas_dir, "s")
+    fit(model(), data, straight, cfg, progress=False)
+    broken = _new_run(atlas_dir, "b")
+
+    def crash(step):
+        if step == 8:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        fit(model(), data, broken, cfg, progress=False, on_step=crash)
+    fit(model(), data, broken, cfg, resume=True, progress=False)
+    a, b = load_model(straight.path).state_dict(), load_model(broken.path).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -21,8 +21,8 @@ from .errors import LatentAtlasError
 # (10,000 training votes of 64 pairs) mean ~2M encodes, minutes on a CPU. The default keeps their
 # definitions and batch size and uses fewer votes; --full restores the library's numbers.
 FAST_SCORES = {
-    "beta_vae": dict(batch_size=64, num_train=500, num_eval=250),
-    "factor_vae": dict(batch_size=64, num_train=500, num_eval=250, num_variance_estimate=5000),
+    "beta_vae": dict(batch_size=64, num_train=300, num_eval=150),
+    "factor_vae": dict(batch_size=64, num_train=300, num_eval=150, num_variance_estimate=5000),
 }
 FULL_SCORES = {
     "beta_vae": dict(batch_size=64, num_train=10000, num_eval=5000),

@@ -38,10 +38,12 @@ def write_run_figures(run: Run, model, data, idx: np.ndarray, enc: dict[str, np.
 
     mu = enc["mu"]
     n_show = min(10, len(idx))
-    x = data.get(idx[:n_show])
+    # the sample is sorted by dataset index (for sprites: by shape first), so pick rows spread over it
+    show = np.sort(np.random.default_rng(0).choice(len(idx), n_show, replace=False))
+    x = data.get(idx[show])
     images = x.ndim == 4
     if images:
-        x_hat = _decode(model, mu[:n_show])
+        x_hat = _decode(model, mu[show])
         save(F.reconstructions(x, x_hat, n=n_show), "reconstructions.png")
 
         # Traversal around the sample whose code is nearest the aggregate mean, every dim ordered by KL.
