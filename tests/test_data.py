@@ -462,3 +462,11 @@ def test_data_does_not_import_torch_or_models():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sprites_name_their_shapes():
+    from latentatlas.data import Sprites
+
+    s = Sprites()
+    assert s.factor_value_names()["shape"] == ("square", "ellipse", "heart")
+    assert len(s.factor_value_names()["shape"]) == s.factor_sizes[0]

@@ -148,6 +148,26 @@ def runs(atlas: Optional[str] = AtlasOpt, as_json: bool = typer.Option(False, "-
 
 
 @app.command()
+def serve(
+    atlas_dir: Optional[str] = typer.Argument(None, help="Atlas folder (default: $LATENTATLAS_ATLAS or ./atlas)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; anything but loopback exposes the atlas."),
+    port: int = typer.Option(8765, "--port", min=1, max=65535),
+) -> None:
+    """Serve the atlas's JSON/PNG API (OpenAPI docs at /docs)."""
+    from .atlas import resolve_atlas_path
+    from .server import serve as run_server
+
+    root = resolve_atlas_path(atlas_dir)
+    if not root.is_dir():
+        raise LatentAtlasError(f"atlas folder '{root}' does not exist; train a run first or pass the atlas folder")
+    err = _console(stderr=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[bold yellow]warning:[/] binding {_esc(host)}: anyone who can reach this machine can read this atlas")
+    _console().print(f"serving {_esc(root)} at http://{_esc(host)}:{port}/  (API docs: http://{_esc(host)}:{port}/docs)")
+    run_server(root, host=host, port=port)
+
+
+@app.command()
 def demo(
     atlas: Optional[str] = AtlasOpt,
     no_serve: bool = typer.Option(False, "--no-serve", help="Do not start the explorer afterwards."),

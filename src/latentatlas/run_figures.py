@@ -86,8 +86,12 @@ def write_run_figures(run: Run, model, data, idx: np.ndarray, enc: dict[str, np.
             xy, axis = coords[method], (f"{method} 1", f"{method} 2")
         colorings: dict[str, Any] = {}
         if factors is not None:
+            names_of = getattr(data, "factor_value_names", lambda: {})()
             for j, name in enumerate(data.factor_names):
-                colorings[name] = (factors[:, j], data.factor_sizes[j] <= 10)
+                values = factors[:, j]
+                if name in names_of:  # e.g. sprites' shape: square / ellipse / heart, not 0 / 1 / 2
+                    values = np.asarray(names_of[name], dtype=object)[values]
+                colorings[name] = (values, data.factor_sizes[j] <= 10)
         labels_arr = getattr(data, "labels", None)
         if labels_arr is not None and "class" not in colorings and "digit" not in colorings:
             colorings["label"] = (np.asarray(labels_arr)[idx], True)

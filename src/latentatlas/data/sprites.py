@@ -133,6 +133,10 @@ class Sprites:
             "pos_y": _positions(),
         }
 
+    def factor_value_names(self) -> dict[str, tuple[str, ...]]:
+        """Names for the values of categorical factors (legends and tables show these)."""
+        return {"shape": SHAPES}
+
     # -- indices and factors ---------------------------------------------------------------
 
     @staticmethod
