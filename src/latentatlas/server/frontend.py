@@ -1,0 +1,40 @@
+"""The explorer's static front end: hand-written ES modules, no build step, no CDN.
+
+Plotly.js is served from the installed ``plotly`` Python package, so the app works offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+STATIC = Path(__file__).parent / "static"
+
+
+def plotly_js() -> Path | None:
+    try:
+        import plotly
+    except ImportError:
+        return None
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return path if path.is_file() else None
+
+
+def mount_frontend(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers={"Cache-Control": "no-cache"})
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    def plotly() -> FileResponse:
+        path = plotly_js()
+        if path is None:
+            from .app import ApiError
+
+            raise ApiError(404, "plotly.min.js was not found; install the 'plotly' package")
+        return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})

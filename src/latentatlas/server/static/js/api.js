@@ -1,0 +1,28 @@
+// Thin client for the /api routes. Binary arrays arrive as little-endian float32 with an X-Shape header.
+const enc = encodeURIComponent;
+
+async function check(res) {
+  if (!res.ok) {
+    let detail = `${res.status} ${res.statusText}`;
+    try { detail = (await res.json()).detail || detail; } catch (_) { /* not JSON */ }
+    throw new Error(detail);
+  }
+  return res;
+}
+
+export async function json(path, init) {
+  return (await check(await fetch(path, init))).json();
+}
+
+export async function floats(path) {
+  const res = await check(await fetch(path));
+  const shape = (res.headers.get("X-Shape") || "").split(",").map(Number);
+  return { data: new Float32Array(await res.arrayBuffer()), rows: shape[0], cols: shape[1] };
+}
+
+export const runPath = (run) => `/api/runs/${enc(run)}`;
+export const inputPng = (run, row) => `${runPath(run)}/input/${row}.png`;
+export const reconPng = (run, row) => `${runPath(run)}/reconstruction/${row}.png`;
+export const decodePng = (run, z) => `${runPath(run)}/decode.png?z=${z.map((v) => v.toFixed(4)).join(",")}`;
+export const interpPng = (run, a, b, steps, method) =>
+  `${runPath(run)}/interpolate.png?a=${a}&b=${b}&steps=${steps}&method=${enc(method)}`;

@@ -1,0 +1,166 @@
+"""Fixtures for the browser suite: a headless Chromium, a tiny real atlas, a live server.
+
+Chromium is Debian's package (/usr/bin/chromium), driven through the ``playwright`` Python package;
+``playwright install`` is never run (it downloads browsers). Without the browser the suite is skipped
+locally, and fails under CI (env var CI set), where ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+RUN = "r"
+N_EVAL = 200
+LATENT_DIM = 3
+
+
+def _missing(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"chromium not installed (required under CI): {reason}", pytrace=False)
+    pytest.skip(f"chromium not installed: {reason}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the whole suite.
+
+    Playwright's ``launch`` refuses a ``--user-data-dir`` argument (playwright 1.65: "Pass user_data_dir
+    parameter to 'browser_type.launch_persistent_context(user_data_dir, **kwargs)' instead of specifying
+    '--user-data-dir' argument"). It already gives every launch a fresh temporary profile of its own,
+    deleted on close, so plain ``launch`` is used, and each test gets its own context (no shared state).
+    (Debian's /usr/bin/chromium wrapper may print "[: ...: unexpected operator" from
+    /etc/chromium.d/dev-shm; harmless: --disable-dev-shm-usage is passed anyway.)
+    """
+    if not CHROMIUM.exists():
+        _missing(f"{CHROMIUM} does not exist (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        _missing(f"the playwright package is missing ({exc}); pip install -e '.[test]'")
+    pw = sync_playwright().start()
+    try:
+        b = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run",
+                  "--disable-dev-shm-usage"],
+        )
+    except Exception:
+        pw.stop()
+        raise
+    yield b
+    b.close()
+    pw.stop()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh context and page per test; every request URL the page makes is kept in ``page.requests``."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    p = context.new_page()
+    p.set_default_timeout(10_000)
+    p.requests = []
+    p.console_errors = []
+    p.on("request", lambda req: p.requests.append(req.url))
+    p.on("console", lambda msg: p.console_errors.append(msg.text) if msg.type == "error" else None)
+    p.on("pageerror", lambda exc: p.console_errors.append(str(exc)))
+    yield p
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def atlas_root(tmp_path_factory):
+    """A real atlas with one tiny trained and evaluated VAE run, ``r`` (latent_dim 3, 200 eval rows)."""
+    from latentatlas.evaluate import evaluate_run
+    from latentatlas.runs import train_run
+
+    tmp = tmp_path_factory.mktemp("browser-atlas")
+    rng = np.random.default_rng(0)
+    n = 512
+    pos = rng.integers(0, 12, n)
+    width = rng.integers(1, 5, n)
+    x = np.zeros((n, 1, 16, 16), np.float32)
+    for i in range(n):
+        x[i, 0, :, pos[i]: pos[i] + width[i]] = 1.0
+    npz = tmp / "bars16.npz"
+    np.savez(npz, x=x, factors=np.stack([pos, width - 1], 1), factor_names=np.array(["position", "width"]))
+    root = tmp / "atlas"
+    run, _ = train_run("vae", str(npz), latent_dim=LATENT_DIM, steps=30, batch_size=16, name=RUN,
+                       atlas=str(root), progress=False)
+    evaluate_run(run, n=N_EVAL, projections=["pca"], progress=False)
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(atlas_root):
+    """The explorer served by uvicorn in a daemon thread; yields its base URL (no trailing slash)."""
+    import uvicorn
+
+    from latentatlas.server.app import create_app
+
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(atlas_root), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/api/runs", timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the explorer did not answer on {base}/api/runs")
+        time.sleep(0.05)
+    yield base
+    srv.should_exit = True
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def shot(page, request):
+    """``shot(label="", on=None)`` saves a screenshot to test-artifacts/screenshots/<test>[-label].png.
+
+    ``on`` is another page (full-page shot) or a locator (that element only); default: the test's page.
+    """
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+
+    def take(label: str = "", on=None) -> Path:
+        path = SCREENSHOTS / (f"{stem}-{label}.png" if label else f"{stem}.png")
+        target = on if on is not None else page
+        is_page = hasattr(target, "goto")
+        target.screenshot(path=str(path), **({"full_page": True} if is_page else {}))
+        return path
+
+    return take
+
+
+@pytest.fixture(scope="session")
+def frontend():
+    """Skip the front-end tests while the static app has not been written yet."""
+    index = REPO / "src" / "latentatlas" / "server" / "static" / "index.html"
+    if not index.is_file():
+        pytest.skip(f"front end not written yet ({index.relative_to(REPO)} is missing)")
+    return index

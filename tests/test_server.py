@@ -1,0 +1,404 @@
+"""The explorer API: every route, every error answer, path traversal, caching and concurrency."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentatlas.atlas import Atlas
+from latentatlas.evaluate import evaluate_run
+from latentatlas.runs import train_run
+
+fastapi = pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from latentatlas.server import create_app, serve  # noqa: E402
+
+N, D = 200, 3
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    pos = rng.integers(0, 8, N)
+    width = rng.integers(0, 2, N)
+    x = np.zeros((N, 1, 16, 16), np.float32)
+    for i in range(N):
+        x[i, 0, :, 2 * pos[i] : 2 * pos[i] + 2 + 2 * width[i]] = 1.0
+    data = tmp_path_factory.mktemp("data") / "bars.npz"
+    np.savez(data, x=x, factors=np.stack([pos, width], 1), factor_names=np.array(["position", "width"]))
+    root = tmp_path_factory.mktemp("atlas")
+    atlas = Atlas(root)
+    run, _ = train_run("vae", str(data), latent_dim=D, steps=20, batch_size=16, name="r", atlas=atlas, progress=False)
+    evaluate_run(run, n=N, projections=["pca"], progress=False)
+    # a second run with a model but no evaluation yet
+    train_run("vae", str(data), latent_dim=D, steps=2, batch_size=16, name="bare", atlas=atlas, progress=False)
+    outside = tmp_path_factory.mktemp("outside") / "secret.png"
+    outside.write_bytes(PNG_SIGNATURE + b"secret")
+    return {"atlas": atlas, "run": run, "x": x, "outside": outside}
+
+
+@pytest.fixture(scope="module")
+def client(env):
+    with TestClient(create_app(env["atlas"].root)) as c:
+        yield c
+
+
+def png(resp) -> Image.Image:
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "image/png"
+    assert resp.content.startswith(PNG_SIGNATURE)
+    return Image.open(io.BytesIO(resp.content))
+
+
+def one_sentence(resp, status: int) -> str:
+    assert resp.status_code == status, resp.text
+    detail = resp.json()["detail"]
+    assert isinstance(detail, str) and detail and "Traceback" not in detail
+    return detail
+
+
+# -- JSON routes -----------------------------------------------------------------------------------
+
+
+def test_docs_and_openapi(client):
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/api/runs/{run}/decode" in paths
+
+
+def test_list_runs(client):
+    runs = {r["name"]: r for r in client.get("/api/runs").json()}
+    assert set(runs) == {"r", "bare"}
+    assert runs["r"]["kind"] == "vae" and runs["r"]["steps"] == 20
+    assert "recon_error" in runs["r"]["metrics"] and runs["bare"]["metrics"] == {}
+
+
+def test_run_detail(client):
+    d = client.get("/api/runs/r").json()
+    assert d["latent_dim"] == D and d["has_metrics"] and d["has_latents"] and d["n"] == N
+    assert sorted(d["dims_by_kl"]) == list(range(D))
+    lo, hi = np.array(d["traversal"]["lo"]), np.array(d["traversal"]["hi"])
+    assert lo.shape == (D,) and np.all(lo < hi)
+    assert d["factors"] == [{"name": "position", "size": 8, "value_names": None}, {"name": "width", "size": 2, "value_names": None}]
+    assert d["config"]["kind"] == "vae"
+    bare = client.get("/api/runs/bare").json()
+    assert not bare["has_metrics"] and not bare["has_latents"] and bare["traversal"] is None
+
+
+def test_metrics_and_history(client):
+    m = client.get("/api/runs/r/metrics").json()
+    assert m["run"] == "r" and "headline" in m
+    detail = one_sentence(client.get("/api/runs/bare/metrics"), 404)
+    assert "latentatlas eval bare" in detail
+    hist = client.get("/api/runs/r/history").json()
+    assert isinstance(hist, list) and hist and "step" in hist[0]
+
+
+def test_latents_table(client):
+    t = client.get("/api/runs/r/latents").json()
+    assert t["n"] == N and t["dim"] == D
+    cols = t["columns"]
+    assert cols["index"] == list(range(N))
+    assert all(isinstance(v, int) for v in cols["position"]) and len(cols["width"]) == N
+    assert "mu" not in cols
+    one_sentence(client.get("/api/runs/bare/latents"), 404)
+
+
+def test_mu_bin(client, env):
+    resp = client.get("/api/runs/r/latents/mu.bin")
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/octet-stream"
+    assert resp.headers["x-shape"] == f"{N},{D}" and len(resp.content) == N * D * 4
+    mu = np.frombuffer(resp.content, "<f4").reshape(N, D)
+    arrays, _ = env["run"].read_latents()
+    np.testing.assert_array_equal(mu, arrays["mu"])
+
+
+def test_inspect(client, env):
+    d = client.get("/api/runs/r/inspect/5").json()
+    assert d["row"] == 5 and d["index"] == 5
+    assert set(d["factors"]) == {"position", "width"}
+    assert len(d["mu"]) == D and len(d["sigma"]) == D and all(s > 0 for s in d["sigma"])
+    assert isinstance(d["recon_error"], float)
+
+
+def test_directions(client):
+    d = client.get("/api/runs/r/directions?k=2").json()
+    comps = np.array(d["components"])
+    assert comps.shape == (2, D) and np.allclose(np.linalg.norm(comps, axis=1), 1, atol=1e-4)
+    assert len(d["explained_variance_ratio"]) == 2 and len(d["mean"]) == D and len(d["std"]) == 2
+    assert len(client.get("/api/runs/r/directions").json()["components"]) == D
+    one_sentence(client.get("/api/runs/r/directions?k=0"), 422)
+    one_sentence(client.get("/api/runs/r/directions?k=99"), 422)
+    one_sentence(client.get("/api/runs/r/directions?k=abc"), 422)
+
+
+# -- projections -------------------------------------------------------------------------------------
+
+
+def test_projection_stored_by_eval(client):
+    resp = client.get("/api/runs/r/projection/pca.bin")
+    assert resp.status_code == 200 and resp.headers["x-shape"] == f"{N},2"
+    assert len(resp.content) == N * 2 * 4
+
+
+def test_projection_computed_once_then_read(client, env, monkeypatch):
+    import latentatlas.analysis.projections as projections
+
+    run = env["run"]
+    stored = run.projections_dir / "eval-tsne.safetensors"
+    assert not stored.exists()
+    calls = []
+    real = projections.project
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(projections, "project", counting)
+    results = [None] * 4
+
+    def get(i):
+        results[i] = client.get("/api/runs/r/projection/tsne.bin")
+
+    threads = [threading.Thread(target=get, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.status_code == 200 and len(r.content) == N * 2 * 4 for r in results)
+    assert len({r.content for r in results}) == 1
+    assert len(calls) == 1 and stored.is_file()
+    again = client.get("/api/runs/r/projection/tsne.bin")
+    assert again.content == results[0].content and len(calls) == 1
+
+
+def test_projection_errors(client):
+    assert "expected one of" in one_sentence(client.get("/api/runs/r/projection/mds.bin"), 422)
+    one_sentence(client.get("/api/runs/bare/projection/pca.bin"), 404)
+
+
+# -- images -------------------------------------------------------------------------------------------
+
+
+def test_figures(client, env):
+    names = client.get("/api/runs/r").json()["figures"]
+    assert names, "evaluate should have written figures"
+    im = png(client.get(f"/api/runs/r/figures/{names[0]}"))
+    assert im.size[0] > 0
+    one_sentence(client.get("/api/runs/r/figures/missing.png"), 404)
+    one_sentence(client.get("/api/runs/r/figures/config.json"), 422)
+
+
+@pytest.mark.parametrize("path", [
+    "/api/runs/r/figures/..",
+    "/api/runs/r/figures/%2e%2e",
+    "/api/runs/r/figures/..%2Fconfig.json",
+    "/api/runs/r/figures/..%2F..%2F..%2Fsecret.png",
+    "/api/runs/r/figures/..%5Cconfig.json",
+    "/api/runs/r/figures/%2Fetc%2Fpasswd",
+    "/api/runs/r/figures//etc/passwd",
+    "/api/runs/r/figures/../../r/config.json",
+    "/api/runs/r/figures/%2e%2e%2f%2e%2e%2fsecret.png",
+])
+def test_figures_path_traversal(client, env, path):
+    config = (env["run"].path / "config.json").read_bytes()
+    # sent unaltered, straight to the app
+    status, body = raw_get(client.app, path)
+    assert status in (404, 422), (path, status)
+    assert not body.startswith(PNG_SIGNATURE) and b"secret" not in body and body != config
+    # through httpx, which folds literal '..' segments first (so it may land on another API route)
+    resp = client.get(path, follow_redirects=False)
+    assert not resp.content.startswith(PNG_SIGNATURE) and b"secret" not in resp.content and resp.content != config
+
+
+def raw_get(app, raw: str) -> tuple[int, bytes]:
+    """GET exactly ``raw`` (no client-side normalisation), straight through ASGI."""
+    import asyncio
+    from urllib.parse import unquote
+
+    path, _, query = raw.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": unquote(path), "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+             "headers": [(b"host", b"testserver")], "server": ("testserver", 80), "client": ("testclient", 1)}
+    out = {"status": 0, "body": b""}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+        elif message["type"] == "http.response.body":
+            out["body"] += message.get("body", b"")
+
+    asyncio.run(app(scope, receive, send))
+    return out["status"], out["body"]
+
+
+def test_figures_symlink_outside_is_refused(client, env):
+    figures = env["run"].figures_dir
+    link = figures / "escape.png"
+    try:
+        os.symlink(env["outside"], link)
+    except (OSError, NotImplementedError):
+        pytest.skip("symlinks are not available here")
+    try:
+        resp = client.get("/api/runs/r/figures/escape.png")
+        assert resp.status_code == 404 and b"secret" not in resp.content
+        assert "escape.png" not in client.get("/api/runs/r").json()["figures"]
+    finally:
+        link.unlink()
+
+
+def test_input_png(client, env):
+    im = png(client.get("/api/runs/r/input/3.png"))
+    assert im.mode == "L" and im.size == (64, 64)
+    expected = np.round(env["x"][3, 0] * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1)
+    np.testing.assert_array_equal(np.asarray(im), expected)
+    one_sentence(client.get(f"/api/runs/r/input/{N}.png"), 422)
+    one_sentence(client.get("/api/runs/r/input/-1.png"), 422)
+    one_sentence(client.get("/api/runs/r/input/x.png"), 422)
+
+
+def test_reconstruction_png(client):
+    im = png(client.get("/api/runs/r/reconstruction/0.png"))
+    assert im.size == (64, 64)
+    one_sentence(client.get(f"/api/runs/r/reconstruction/{N}.png"), 422)
+    one_sentence(client.get("/api/runs/bare/reconstruction/0.png"), 404)
+
+
+def test_decode_post_and_get(client):
+    a = client.post("/api/runs/r/decode", json={"z": [0.0] * D})
+    b = client.post("/api/runs/r/decode", json={"z": [2.0, -2.0, 1.5]})
+    assert png(a).size == (64, 64) and png(b).size == (64, 64)
+    assert a.content != b.content
+    g = client.get("/api/runs/r/decode.png?z=0,0,0")
+    assert png(g).size == (64, 64) and g.content == a.content
+    # a run without latents still decodes: only the model is needed
+    png(client.post("/api/runs/bare/decode", json={"z": [0.0] * D}))
+
+
+@pytest.mark.parametrize("z", [[0.0] * (D - 1), [0.0] * (D + 1), [], [0.0, 0.0, 2e3], [0.0, 0.0, -1e4]])
+def test_decode_rejects_bad_z(client, z):
+    one_sentence(client.post("/api/runs/r/decode", json={"z": z}), 422)
+    one_sentence(client.get("/api/runs/r/decode.png", params={"z": ",".join(map(str, z))}), 422)
+
+
+@pytest.mark.parametrize("query", ["z=nan,0,0", "z=inf,0,0", "z=0,0,-inf", "z=a,b,c", "z=", ""])
+def test_decode_get_rejects_bad_query(client, query):
+    one_sentence(client.get(f"/api/runs/r/decode.png?{query}"), 422)
+
+
+def test_decode_post_rejects_non_finite(client):
+    body = b'{"z": [NaN, 0, 0]}'
+    resp = client.post("/api/runs/r/decode", content=body, headers={"content-type": "application/json"})
+    one_sentence(resp, 422)
+    one_sentence(client.post("/api/runs/r/decode", json={"z": "zero"}), 422)
+    one_sentence(client.post("/api/runs/r/decode", json={}), 422)
+
+
+def test_decode_concurrent(client):
+    results = [None] * 16
+    barrier = threading.Barrier(16)
+
+    def call(i):
+        barrier.wait()
+        results[i] = client.post("/api/runs/r/decode", json={"z": [i / 8 - 1.0, 0.5, -0.5]})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r is not None and r.status_code == 200 for r in results)
+    assert all(r.content.startswith(PNG_SIGNATURE) for r in results)
+
+
+def test_interpolate_json(client, env):
+    d = client.post("/api/runs/r/interpolate", json={"a": 0, "b": 7, "steps": 5, "method": "slerp"}).json()
+    z = np.array(d["z"])
+    arrays, _ = env["run"].read_latents()
+    assert z.shape == (5, D)
+    np.testing.assert_allclose(z[0], arrays["mu"][0], atol=1e-5)
+    np.testing.assert_allclose(z[-1], arrays["mu"][7], atol=1e-5)
+    assert d["path_rows"][0] == 0 and d["path_rows"][-1] == 7 and len(d["path_rows"]) == 5
+
+
+@pytest.mark.parametrize("body", [
+    {"a": 0, "b": N, "steps": 4},
+    {"a": -1, "b": 1, "steps": 4},
+    {"a": 0, "b": 1, "steps": 1},
+    {"a": 0, "b": 1, "steps": 65},
+    {"a": 0, "b": 1, "steps": 4, "method": "cubic"},
+    {"a": "x", "b": 1},
+])
+def test_interpolate_rejects(client, body):
+    one_sentence(client.post("/api/runs/r/interpolate", json=body), 422)
+
+
+def test_interpolate_png(client):
+    im = png(client.get("/api/runs/r/interpolate.png?a=0&b=9&steps=4&method=lerp"))
+    assert im.size == (4 * 64 + 3 * 2, 64)
+    one_sentence(client.get("/api/runs/r/interpolate.png?a=0&b=9&steps=100"), 422)
+    one_sentence(client.get("/api/runs/r/interpolate.png?a=0&b=9&method=cubic"), 422)
+    one_sentence(client.get("/api/runs/r/interpolate.png?a=0"), 422)
+
+
+# -- unknown runs and bad names ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["", "/metrics", "/history", "/latents", "/latents/mu.bin", "/projection/pca.bin",
+                                    "/figures/a.png", "/input/0.png", "/reconstruction/0.png", "/inspect/0",
+                                    "/decode.png?z=0,0,0", "/interpolate.png?a=0&b=1", "/directions"])
+def test_unknown_run_is_404(client, suffix):
+    detail = one_sentence(client.get(f"/api/runs/nope{suffix}"), 404)
+    assert "nope" in detail
+
+
+def test_unknown_run_post_and_bad_names(client):
+    one_sentence(client.post("/api/runs/nope/decode", json={"z": [0.0] * D}), 404)
+    one_sentence(client.post("/api/runs/nope/interpolate", json={"a": 0, "b": 1}), 404)
+    one_sentence(client.get("/api/runs/.hidden"), 404)
+    one_sentence(client.get("/api/runs/%2e%2e"), 404)
+    assert client.get("/api/runs/..%2Fr").status_code == 404
+
+
+def test_broken_metrics_is_not_500(client, env, tmp_path):
+    run = env["run"]
+    metrics = run.path / "metrics.json"
+    saved = metrics.read_bytes()
+    try:
+        metrics.write_text("{not json")
+        one_sentence(client.get("/api/runs/r/metrics"), 422)
+    finally:
+        metrics.write_bytes(saved)
+
+
+def test_serve_signature():
+    import inspect
+
+    params = inspect.signature(serve).parameters
+    assert list(params) == ["atlas_root", "host", "port"]
+    assert params["host"].default == "127.0.0.1" and params["port"].default == 8765
+
+
+def test_front_end_and_plotly_are_served_locally(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert '<script src="/vendor/plotly.min.js">' in page.text and "/static/js/app.js" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN
+    js = client.get("/vendor/plotly.min.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"] and len(js.content) > 1_000_000
+    for asset in ("/static/js/app.js", "/static/js/api.js", "/static/js/map.js", "/static/js/panels.js",
+                  "/static/js/state.js", "/static/style.css"):
+        r = client.get(asset)
+        assert r.status_code == 200, asset
+        assert "https://" not in r.text, asset
+    assert client.get("/static/../app.py").status_code == 404
