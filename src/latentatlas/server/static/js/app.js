@@ -43,9 +43,10 @@ async function render() {
   $("runs-view").hidden = view !== "runs";
   $("metrics-view").hidden = view !== "metrics";
   $("explore-view").hidden = !["map", "traverse", "interp"].includes(view);
-  if (view === "runs") return panels.runsView();
+  delete document.body.dataset.ready;
+  if (view === "runs") { await panels.runsView(); document.body.dataset.ready = view; return; }
   const c = await loadRun(run);
-  if (view === "metrics") return panels.metricsView(c);
+  if (view === "metrics") { await panels.metricsView(c); document.body.dataset.ready = view; return; }
   $("proj-select").value = state.get("proj", "pca");
   $("color-select").value = state.get("color") || c.defaultColor;
   $("inspect-panel").hidden = view !== "map";

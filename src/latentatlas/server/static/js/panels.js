@@ -137,16 +137,7 @@ export async function interp(ctx) {
   const res = await api.json(`${api.runPath(ctx.run)}/interpolate`, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ a, b, steps, method }),
   });
-  const { data, rows, cols } = ctx.mu;
-  return res.z.map((z) => {
-    let best = 0, bestD = Infinity;
-    for (let i = 0; i < rows; i++) {
-      let dist = 0;
-      for (let d = 0; d < cols; d++) { const q = data[i * cols + d] - z[d]; dist += q * q; }
-      if (dist < bestD) { bestD = dist; best = i; }
-    }
-    return best;
-  });
+  return res.path_rows; // the stored latent nearest to each step (the server computes it)
 }
 
 // -- metrics -------------------------------------------------------------------------------------
