@@ -402,3 +402,7 @@ def test_front_end_and_plotly_are_served_locally(client):
         assert r.status_code == 200, asset
         assert "https://" not in r.text, asset
     assert client.get("/static/../app.py").status_code == 404
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/vendor/swagger/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+    assert client.get("/vendor/swagger/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "latentatlas"

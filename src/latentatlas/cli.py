@@ -210,7 +210,10 @@ def demo(
     for p in sorted(run.figures_dir.glob("*.png")):
         con.print(f"  {_esc(p)}")
     if not no_serve:
-        con.print("\n(the browser explorer is not part of this version yet; figures above are the output)")
+        from .server import serve as run_server
+
+        con.print(f"\n[bold]explorer:[/] http://127.0.0.1:8765/?run={name}&view=map   (Ctrl-C stops it)")
+        run_server(the_atlas.root, host="127.0.0.1", port=8765)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -68,7 +68,8 @@ def test_api_reconstruction_png_in_browser(page, server):
 
 def test_map_draws_points(page, server, shot, frontend):
     page.goto(f"{server}/?run={RUN}&view=map")
-    page.wait_for_selector("#map .js-plotly-plot")
+    # Plotly marks the node it draws into: #map itself (Plotly.react(#map)) or a child of it
+    page.wait_for_selector("#map.js-plotly-plot, #map .js-plotly-plot")
     page.wait_for_selector(f'#map[data-points="{N_EVAL}"]')
     shot()
     assert not page.console_errors, page.console_errors

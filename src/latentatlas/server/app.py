@@ -96,7 +96,8 @@ def create_app(atlas_root: str | os.PathLike | None = None) -> FastAPI:
     atlas = Atlas(atlas_root)
     root = atlas.root.resolve()
     cache = RunCache()
-    app = FastAPI(title="latentatlas", version=__version__,
+    # docs_url=None: FastAPI's default /docs loads Swagger UI from a CDN; frontend.py serves it locally.
+    app = FastAPI(title="latentatlas", version=__version__, docs_url=None, redoc_url=None,
                   description="Browse the runs of a latentatlas atlas: metrics, latents, projections, decoded images.")
     app.state.atlas = atlas
     app.state.cache = cache

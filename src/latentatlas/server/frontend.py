@@ -30,6 +30,22 @@ def mount_frontend(app: FastAPI) -> None:
     def index() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers={"Cache-Control": "no-cache"})
 
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        swagger_ui_bundle = None
+    if swagger_ui_bundle is not None:
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        app.mount("/vendor/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+
+        @app.get("/docs", include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="latentatlas API",
+                                       swagger_js_url="/vendor/swagger/swagger-ui-bundle.js",
+                                       swagger_css_url="/vendor/swagger/swagger-ui.css",
+                                       swagger_favicon_url="/vendor/swagger/favicon-32x32.png")
+
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def plotly() -> FileResponse:
         path = plotly_js()

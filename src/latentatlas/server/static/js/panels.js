@@ -15,7 +15,7 @@ export async function runsView() {
     <td>${esc(r.data)}</td><td class="num">${r.steps ?? ""}</td><td>${esc((r.created_at || "").replace("T", " ").slice(0, 16))}</td>
     ${keys.map((k) => `<td class="num">${fmt((r.metrics || {})[k])}</td>`).join("")}</tr>`).join("");
   $("runs-view").innerHTML = `<h2>Runs</h2>${runs.length ? `<table id="runs-table"><thead><tr><th>run</th><th>kind</th><th>data</th>
-    <th>steps</th><th>created</th>${keys.map((k) => `<th>${esc(k)}</th>`).join("")}</tr></thead><tbody>${rows}</tbody></table>`
+    <th class="num">steps</th><th>created</th>${keys.map((k) => `<th class="num">${esc(k)}</th>`).join("")}</tr></thead><tbody>${rows}</tbody></table>`
     : `<p class="muted">No runs yet. Train one: <code>latentatlas train vae --data digits</code></p>`}`;
   for (const tr of document.querySelectorAll("#runs-table tr[data-run]")) {
     tr.addEventListener("click", () => state.set({ run: tr.dataset.run, view: "map", sel: null, color: null }, { push: true }));
@@ -149,7 +149,7 @@ export async function metricsView(ctx) {
   const rows = Object.entries(m.metrics).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v.value, 4)}</td>
     <td class="num">${v.ci_low === null ? "–" : `[${fmt(v.ci_low, 4)}, ${fmt(v.ci_high, 4)}]`}</td><td class="num">${v.n ?? ""}</td></tr>`).join("");
   view.innerHTML = `<h2>Metrics · ${esc(ctx.run)} · ${m.n} samples</h2>
-    <div class="grid2"><div class="card"><table id="metrics-table"><thead><tr><th>metric</th><th>value</th><th>95% CI</th><th>n</th></tr></thead>
+    <div class="grid2"><div class="card"><table id="metrics-table"><thead><tr><th>metric</th><th class="num">value</th><th class="num">95% CI</th><th class="num">n</th></tr></thead>
     <tbody>${rows}</tbody></table><p class="muted" style="font-size:12px">Each metric's definition and interval: docs/metrics.md. ${esc((m.notes || []).join(" "))}</p></div>
     <div><div class="card"><div id="kl-chart" style="height:260px"></div></div><div class="card" style="margin-top:16px"><div id="curves" style="height:300px"></div></div></div></div>`;
   const font = { family: "DejaVu Sans, sans-serif", size: 11 };
