@@ -24,27 +24,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    pos = rng.integers(0, 8, N)
-    width = rng.integers(0, 2, N)
-    x = np.zeros((N, 1, 16, 16), np.float32)
-    for i in range(N):
-        x[i, 0, :, 2 * pos[i] : 2 * pos[i] + 2 + 2 * width[i]] = 1.0
-    data = tmp_path_factory.mktemp("data") / "bars.npz"
-    np.savez(data, x=x, factors=np.stack([pos, width], 1), factor_names=np.array(["position", "width"]))
-    root = tmp_path_factory.mktemp("atlas")
-    atlas = Atlas(root)
-    run, _ = train_run("vae", str(data), latent_dim=D, steps=20, batch_size=16, name="r", atlas=atlas, progress=False)
-    evaluate_run(run, n=N, projections=["pca"], progress=False)
-    # a second run with a model but no evaluation yet
-    train_run("vae", str(data), latent_dim=D, steps=2, batch_size=16, name="bare", atlas=atlas, progress=False)
-    outside = tmp_path_factory.mktemp("outside") / "secret.png"
-    outside.write_bytes(PNG_SIGNATURE + b"secret")
-    return {"atlas": atlas, "run": run, "x": x, "outside": outside}
-
-
-@pytest.fixture(scope="module")
 def client(env):
     with TestClient(create_app(env["atlas"].root)) as c:
         yield c

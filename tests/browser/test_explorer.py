@@ -164,3 +164,11 @@ def test_interpolation_strip(page, server, shot, frontend):
     shot()
     assert not page.console_errors, page.console_errors
     _assert_local_only(page, server)
+
+
+def test_api_docs_offline(page, server, shot):
+    """Swagger UI at /docs renders from local assets only (no CDN)."""
+    page.goto(server + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=15_000)
+    shot()
+    _assert_local_only(page, server)
