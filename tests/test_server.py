@@ -385,3 +385,4 @@ def test_front_end_and_plotly_are_served_locally(client):
     assert docs.status_code == 200 and "/vendor/swagger/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
     assert client.get("/vendor/swagger/swagger-ui-bundle.js").status_code == 200
     assert client.get("/openapi.json").json()["info"]["title"] == "latentatlas"
+    assert client.get("/docs/openapi.json").json()["openapi"] == "3.0.3"

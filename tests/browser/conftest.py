@@ -32,7 +32,7 @@ def _missing(reason: str):
     pytest.skip(f"chromium not installed: {reason}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     """One headless Chromium for the whole suite.
 
@@ -98,7 +98,7 @@ def atlas_root(tmp_path_factory):
     npz = tmp / "bars16.npz"
     np.savez(npz, x=x, factors=np.stack([pos, width - 1], 1), factor_names=np.array(["position", "width"]))
     root = tmp / "atlas"
-    run, _ = train_run("vae", str(npz), latent_dim=LATENT_DIM, steps=30, batch_size=16, name=RUN,
+    run, _ = train_run("vae", str(npz), latent_dim=LATENT_DIM, steps=150, batch_size=16, name=RUN,
                        atlas=str(root), progress=False)
     evaluate_run(run, n=N_EVAL, projections=["pca"], progress=False)
     return root

@@ -10,8 +10,6 @@ Front-end contract (set by the lead's static app):
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from .conftest import LATENT_DIM, N_EVAL, RUN
@@ -53,8 +51,9 @@ def _assert_local_only(page, base: str) -> None:
 def test_api_runs_in_browser(page, server, shot):
     resp = page.goto(server + "/api/runs")
     assert resp is not None and resp.status == 200
-    runs = json.loads(page.locator("body").inner_text())
-    assert [r["name"] for r in runs] == [RUN]
+    assert [r["name"] for r in resp.json()] == [RUN]
+    # Chromium shows the JSON as text (its viewer adds a "Pretty-print" box, so match, don't parse)
+    assert '"name":"r"' in page.locator("body").inner_text().replace(" ", "")
     shot()
     _assert_local_only(page, server)
 
@@ -167,8 +166,12 @@ def test_interpolation_strip(page, server, shot, frontend):
 
 
 def test_api_docs_offline(page, server, shot):
-    """Swagger UI at /docs renders from local assets only (no CDN)."""
+    """Swagger UI at /docs renders the API from local assets only (no CDN)."""
     page.goto(server + "/docs")
-    page.wait_for_selector(".swagger-ui .opblock", timeout=15_000)
+    # wait for either outcome: operations drawn, or Swagger UI's own refusal
+    page.wait_for_function("""() => document.querySelector('.swagger-ui .opblock')
+                                    || (document.querySelector('.swagger-ui') || {innerText: ''}).innerText
+                                       .includes('Unable to render')""")
     shot()
     _assert_local_only(page, server)
+    assert page.locator(".swagger-ui .opblock").count() > 0, page.locator(".swagger-ui").inner_text()[:300]

@@ -39,9 +39,15 @@ def mount_frontend(app: FastAPI) -> None:
 
         app.mount("/vendor/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
 
+        @app.get("/docs/openapi.json", include_in_schema=False)
+        def docs_schema() -> dict:
+            # The Swagger UI that ships in a Python package (4.x) reads OpenAPI 3.0 only; FastAPI writes
+            # 3.1. The documents differ little for this API, so the docs page gets the version it reads.
+            return {**app.openapi(), "openapi": "3.0.3"}
+
         @app.get("/docs", include_in_schema=False)
         def docs() -> HTMLResponse:
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="latentatlas API",
+            return get_swagger_ui_html(openapi_url="/docs/openapi.json", title="latentatlas API",
                                        swagger_js_url="/vendor/swagger/swagger-ui-bundle.js",
                                        swagger_css_url="/vendor/swagger/swagger-ui.css",
                                        swagger_favicon_url="/vendor/swagger/favicon-32x32.png")
