@@ -386,3 +386,16 @@ def test_front_end_and_plotly_are_served_locally(client):
     assert client.get("/vendor/swagger/swagger-ui-bundle.js").status_code == 200
     assert client.get("/openapi.json").json()["info"]["title"] == "latentatlas"
     assert client.get("/docs/openapi.json").json()["openapi"] == "3.0.3"
+
+
+def test_latent_columns_travel_as_binary(client, env):
+    meta = client.get("/api/runs/r/latents/meta").json()
+    assert meta["n"] == 200 and meta["dim"] == 3 and {"index", "position", "width"} <= set(meta["columns"])
+    r = client.get("/api/runs/r/latents/column/position.bin")
+    assert r.status_code == 200 and r.headers["x-shape"] == "200" and len(r.content) == 200 * 4
+    values = np.frombuffer(r.content, dtype="<f4")
+    _, rows = env["run"].read_latents()
+    assert np.array_equal(values, rows["position"].to_numpy().astype(np.float32))
+    missing = client.get("/api/runs/r/latents/column/nope.bin")
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+    assert client.get("/api/runs/r/latents/column/..%2Fconfig.bin").status_code == 404

@@ -242,6 +242,20 @@ def create_app(atlas_root: str | os.PathLike | None = None) -> FastAPI:
         return _json({"n": lat.n, "dim": lat.dim, "columns": columns,
                       "has_logvar": lat.logvar is not None})
 
+    @app.get("/api/runs/{run}/latents/meta", summary="Row count, latent width and the names of the per-row columns")
+    def run_latents_meta(run: str):
+        lat = get_latents(get_run(run))
+        return _json({"n": lat.n, "dim": lat.dim, "columns": [str(c) for c in lat.rows.columns],
+                      "has_logvar": lat.logvar is not None})
+
+    @app.get("/api/runs/{run}/latents/column/{name}.bin", summary="One per-row column as little-endian float32 (N)",
+             response_class=Response)
+    def run_latents_column(run: str, name: str):
+        lat = get_latents(get_run(run))
+        if name not in lat.rows.columns:
+            raise ApiError(404, f"run {run} has no per-row column '{name}'; it has: {', '.join(map(str, lat.rows.columns))}.")
+        return _float32_bytes(lat.rows[name].to_numpy())
+
     @app.get("/api/runs/{run}/latents/mu.bin", summary="Posterior means as little-endian float32 (N×D)",
              response_class=Response)
     def run_mu(run: str):

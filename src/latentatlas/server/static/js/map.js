@@ -8,13 +8,26 @@ let current = { run: null, proj: null, coords: null };
 
 export function colorOptions(info, latents) {
   const opts = [];
-  for (const name of Object.keys(latents.columns)) if (name !== "index") opts.push(name);
+  for (const name of latents.columns) if (name !== "index") opts.push(name);
   for (let d = 0; d < latents.dim; d++) opts.push(`z${d}`);
   return opts;
 }
 
-function colorValues(name, latents, mu) {
-  if (name && name in latents.columns) return latents.columns[name];
+// The distinct values of a column, or [] as soon as there are more than `most` (no full scan of 1M rows).
+function distinctUpTo(values, most) {
+  const seen = new Set();
+  for (let i = 0; i < values.length; i++) {
+    seen.add(values[i]);
+    if (seen.size > most) return [];
+  }
+  return [...seen].sort((p, q) => p - q);
+}
+
+async function colorValues(run, name, latents, mu) {
+  if (name && latents.columns.includes(name)) {
+    if (!(name in latents.values)) latents.values[name] = (await api.floats(`${api.runPath(run)}/latents/column/${encodeURIComponent(name)}.bin`)).data;
+    return latents.values[name];
+  }
   const m = /^z(\d+)$/.exec(name || "");
   if (m && mu) {
     const d = Number(m[1]);
@@ -37,9 +50,9 @@ export async function draw(ctx) {
   const x = new Float32Array(rows), y = new Float32Array(rows);
   for (let i = 0; i < rows; i++) { x[i] = data[2 * i]; y[i] = data[2 * i + 1]; }
   const colorName = state.get("color") || ctx.defaultColor;
-  let c = colorValues(colorName, latents, mu);
+  let c = await colorValues(run, colorName, latents, mu);
   // A factor or label with few values gets one colour per value and a legend, not a colour scale.
-  const distinct = c && colorName in latents.columns ? [...new Set(c)].sort((p, q) => p - q) : [];
+  const distinct = c && latents.columns.includes(colorName) ? distinctUpTo(c, 13) : [];
   const categorical = distinct.length > 0 && distinct.length <= 12 && colorName !== "recon_error";
   const legend = document.getElementById("map-legend");
   if (categorical) {
