@@ -19,11 +19,12 @@ async function loadRun(run) {
   if (ctx && ctx.run === run) return ctx;
   const info = await api.json(api.runPath(run));
   if (!info.has_latents) throw new Error(`run ${run} has no stored latents yet; run \`latentatlas eval ${run}\``);
-  // Everything per row travels as float32 binary: the latent means now, a colour column when asked for.
-  const [latents, mu] = await Promise.all([api.json(`${api.runPath(run)}/latents/meta`), api.floats(`${api.runPath(run)}/latents/mu.bin`)]);
+  // Everything per row travels as float32 binary, fetched when first needed: the projection for the map,
+  // one column to colour by, and the latent means (N×D, the largest) only to colour by a latent dim.
+  const latents = await api.json(`${api.runPath(run)}/latents/meta`);
   latents.values = {};
   const factorCols = latents.columns.filter((c) => !["index", "recon_error"].includes(c));
-  ctx = { run, info, latents, mu, defaultColor: factorCols[0] || "recon_error", path: null, select };
+  ctx = { run, info, latents, mu: null, defaultColor: factorCols[0] || "recon_error", path: null, select };
   const colorSel = $("color-select");
   colorSel.innerHTML = mapView.colorOptions(info, latents).map((o) => `<option>${o}</option>`).join("");
   return ctx;
