@@ -18,23 +18,11 @@ IMAGE_FIGURES = {"reconstructions.png", "traversals.png", "interpolation_lerp.pn
                  "latent_map.png", "training_curves.png"}
 
 
-def _bars(n=256, seed=0):
-    """Same recipe as conftest's tiny_images: a vertical bar with a position (8) and a width (2)."""
-    rng = np.random.default_rng(seed)
-    pos = rng.integers(0, 8, n)
-    width = rng.integers(0, 2, n)
-    x = np.zeros((n, 1, 8, 8), np.float32)
-    for i in range(n):
-        x[i, 0, :, pos[i] : pos[i] + 1 + width[i]] = 1.0
-    return x, np.stack([pos, width], 1)
-
-
 @pytest.fixture(scope="module")
-def bars(tmp_path_factory):
-    x, factors = _bars()
-    path = tmp_path_factory.mktemp("data") / "bars.npz"
-    np.savez(path, x=x, factors=factors, factor_names=np.array(["position", "width"]))
-    return path, x, factors
+def bars(tmp_path_factory, bars):
+    """Same data as conftest's tiny_images, saved once for this module's runs."""
+    x, factors = bars.make(256, positions=8, widths=2, size=8)
+    return bars.save(tmp_path_factory.mktemp("data") / "bars.npz", x, factors), x, factors
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latentatlas.atlas import Atlas
-from latentatlas.evaluate import evaluate_run
-from latentatlas.runs import train_run
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402

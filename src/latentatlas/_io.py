@@ -48,6 +48,31 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def to_plain(obj: Any, nonfinite_as_none: bool = False) -> Any:
+    """Nested dicts/lists/tuples/numpy values as plain Python JSON types.
+
+    ``nonfinite_as_none`` turns NaN and ±inf into None: strict JSON (what browsers parse) has neither.
+    """
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v, nonfinite_as_none) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v, nonfinite_as_none) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_plain(obj.tolist(), nonfinite_as_none)
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        value = float(obj)
+        return None if nonfinite_as_none and not math.isfinite(value) else value
+    return obj
+
+
 def _json_default(o: Any) -> Any:
     # numpy scalars and arrays show up in configs and metrics; store them as plain JSON values.
     import numpy as np

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ._io import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from ._io import atomic_save_safetensors, atomic_write, atomic_write_json, atomic_write_text
 from .errors import LatentAtlasError
 
 ENV_VAR = "LATENTATLAS_ATLAS"
@@ -204,6 +204,10 @@ class Run:
                 shutil.rmtree(old, ignore_errors=True)
         return folder
 
+    @property
+    def has_checkpoint(self) -> bool:
+        return (self.checkpoint_dir / "latest.json").is_file()
+
     def read_checkpoint(self) -> tuple[int, dict[str, dict], dict[str, Any]] | None:
         from .models.io import read_weights
 
@@ -276,8 +280,6 @@ class Run:
         check_name(name, "latent set name")
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
         atomic_save_safetensors(self.latents_dir / f"{name}.safetensors", tensors)
-        from ._io import atomic_write
-
         atomic_write(self.latents_dir / f"{name}.parquet", lambda tmp: rows.to_parquet(tmp, index=False))
 
     def read_latents(self, name: str = "eval") -> tuple[dict[str, np.ndarray], "Any"]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -193,7 +192,7 @@ def demo(
             if existing.has_model:
                 con.print(f"the demo run is already trained ({_esc(existing.path)}); pass --retrain to train it again")
                 run = existing
-            elif existing.read_checkpoint() is not None:
+            elif existing.has_checkpoint:
                 con.print("continuing the unfinished demo run from its checkpoint")
                 run, _ = train_run(DEMO["kind"], name=name, atlas=the_atlas, resume=True)
     if run is None:

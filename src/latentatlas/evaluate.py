@@ -15,7 +15,6 @@ import torch
 from . import __version__
 from .atlas import Run, now_iso
 from .data import load_dataset
-from .errors import LatentAtlasError
 
 # BetaVAE and FactorVAE scores render and encode fresh batches; disentanglement_lib's sample sizes
 # (10,000 training votes of 64 pairs) mean ~2M encodes, minutes on a CPU. The default keeps their
@@ -89,6 +88,7 @@ def choose_sample(data, n: int, seed: int) -> np.ndarray:
 def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[str] = ("pca",), full: bool = False,
                  progress: bool = True, command: str | None = None, figures: bool = True) -> dict[str, Any]:
     from .analysis import disentanglement as dis
+    from .analysis.bootstrap import mean_estimate
     from .analysis import vae_metrics as vm
     from .analysis.projections import project
 
@@ -108,9 +108,9 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
 
     metrics: dict[str, Any] = {}
     mu, logvar = enc["mu"], enc.get("logvar")
-    metrics["recon_error"] = _est(_mean_estimate("recon_error", enc["recon_nll"], rng,
+    metrics["recon_error"] = _est(mean_estimate("recon_error", enc["recon_nll"], rng,
                                                  likelihood=model.config.likelihood))
-    metrics["mse_per_pixel"] = _est(_mean_estimate("mse_per_pixel", enc["mse"], rng))
+    metrics["mse_per_pixel"] = _est(mean_estimate("mse_per_pixel", enc["mse"], rng))
     kl_dims = None
     if logvar is not None:
         kl_dims = vm.kl_per_dim(mu, logvar)
@@ -162,10 +162,8 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     run.write_latents(arrays, rows)
 
     coords: dict[str, np.ndarray] = {}
-    for method in projections:
+    for method in projections if mu.shape[1] >= 2 else ():
         t0 = time.perf_counter()
-        if mu.shape[1] < 2:
-            break
         proj = project(mu, method=method, n_components=2, seed=seed)
         params = {"method": method, "params": proj.params, "explained_variance": proj.explained_variance, "n": int(len(mu)), "latents": "eval"}
         run.write_projection(f"eval-{method}", proj.coords, params)
@@ -198,15 +196,6 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     run.write_metrics(report)
     return report
-
-
-def _mean_estimate(name: str, per_sample: np.ndarray, rng: np.random.Generator, **details: Any):
-    """Mean of a per-sample quantity with a percentile-bootstrap 95% CI over samples."""
-    from .analysis.bootstrap import Estimate, bootstrap_ci
-
-    v = np.asarray(per_sample, dtype=np.float64)
-    lo, hi = bootstrap_ci(lambda i: v[i].mean(), len(v), rng)
-    return Estimate(name=name, value=float(v.mean()), ci_low=lo, ci_high=hi, n=len(v), details=details)
 
 
 def _est(e) -> dict[str, Any]:

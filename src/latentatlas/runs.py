@@ -56,7 +56,7 @@ def train_run(
         run = atlas.run(name)
         cfg = run.config()
         train_cfg = TrainConfig(**{**cfg["train"], "adam_betas": tuple(cfg["train"].get("adam_betas", (0.9, 0.999)))})
-        if run.has_model and run.read_checkpoint() is None:
+        if run.has_model and not run.has_checkpoint:
             raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume "
                                    "(train a new run with another --name to train longer)")
         dataset = load_dataset(cfg["data"])
@@ -101,7 +101,7 @@ def train_run(
     try:
         result = fit(model, dataset, run, train_cfg, resume=False, progress=progress, on_step=on_step)
     except LatentAtlasError:
-        if run.read_checkpoint() is None and not run.has_model:
+        if not (run.has_checkpoint or run.has_model):
             atlas.delete_run(name)  # nothing worth keeping; do not block the name
         raise
     return run, result

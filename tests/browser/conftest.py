@@ -15,7 +15,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,21 +81,14 @@ def page(browser, request):
 
 
 @pytest.fixture(scope="session")
-def atlas_root(tmp_path_factory):
+def atlas_root(tmp_path_factory, bars):
     """A real atlas with one tiny trained and evaluated VAE run, ``r`` (latent_dim 3, 200 eval rows)."""
     from latentatlas.evaluate import evaluate_run
     from latentatlas.runs import train_run
 
     tmp = tmp_path_factory.mktemp("browser-atlas")
-    rng = np.random.default_rng(0)
-    n = 512
-    pos = rng.integers(0, 12, n)
-    width = rng.integers(1, 5, n)
-    x = np.zeros((n, 1, 16, 16), np.float32)
-    for i in range(n):
-        x[i, 0, :, pos[i]: pos[i] + width[i]] = 1.0
-    npz = tmp / "bars16.npz"
-    np.savez(npz, x=x, factors=np.stack([pos, width - 1], 1), factor_names=np.array(["position", "width"]))
+    x, factors = bars.make(512, positions=12, widths=4, size=16)
+    npz = bars.save(tmp / "bars16.npz", x, factors)
     root = tmp / "atlas"
     run, _ = train_run("vae", str(npz), latent_dim=LATENT_DIM, steps=150, batch_size=16, name=RUN,
                        atlas=str(root), progress=False)

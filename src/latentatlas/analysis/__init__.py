@@ -1,7 +1,7 @@
 """Pure functions on arrays: reconstruction and KL figures, active units, disentanglement metrics,
 projections, traversals and interpolation. No file I/O, no plotting. See docs/metrics.md."""
 
-from .bootstrap import Estimate, bootstrap_ci
+from .bootstrap import Estimate, bootstrap_ci, mean_estimate
 from .disentanglement import (
     all_disentanglement_metrics,
     beta_vae_score,
@@ -26,7 +26,7 @@ from .vae_metrics import (
 )
 
 __all__ = [
-    "Estimate", "bootstrap_ci", "all_disentanglement_metrics", "beta_vae_score", "dci", "explicitness",
+    "Estimate", "bootstrap_ci", "mean_estimate", "all_disentanglement_metrics", "beta_vae_score", "dci", "explicitness",
     "factor_vae_score", "mig", "modularity", "sap", "Projection", "pca_directions", "project", "interpolate",
     "lerp", "manifold_grid", "order_dims_by_kl", "slerp", "traversal_latents", "traversal_range",
     "active_units", "aggregate_posterior_kl", "elbo", "kl_per_dim", "kl_per_sample", "kl_total",

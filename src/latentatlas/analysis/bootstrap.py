@@ -12,9 +12,10 @@ from typing import Callable
 
 import numpy as np
 
+from latentatlas._io import to_plain
 from latentatlas.errors import LatentAtlasError
 
-__all__ = ["Estimate", "bootstrap_ci", "bootstrap_distribution"]
+__all__ = ["Estimate", "bootstrap_ci", "bootstrap_distribution", "mean_estimate"]
 
 
 @dataclass
@@ -88,23 +89,17 @@ def _percentiles(stats: np.ndarray, alpha: float) -> tuple[float, float]:
     return (float(low), float(high))
 
 
+def mean_estimate(name: str, per_sample, rng: np.random.Generator, num_resamples: int = 200, **details) -> Estimate:
+    """Mean of a per-sample quantity with a percentile-bootstrap 95% CI over samples."""
+    v = np.asarray(per_sample, dtype=np.float64)
+    lo, hi = bootstrap_ci(lambda i: v[i].mean(), len(v), rng, num_resamples=num_resamples)
+    return Estimate(name=name, value=float(v.mean()), ci_low=lo, ci_high=hi, n=len(v), details=details)
+
+
 # --- shared helpers for the metric modules (private to analysis/) ---------------------------------
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer, int)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return float(obj)
-    return obj
+_jsonable = to_plain
 
 
 def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:

@@ -7,7 +7,6 @@ inside the atlas, and every error reaches the client as ``{"detail": "<one sente
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 from pathlib import Path
@@ -21,7 +20,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from .. import __version__
-from ..atlas import Atlas, Run, check_name
+from .._io import to_plain
+from ..atlas import Atlas, Run
 from ..errors import LatentAtlasError
 from .cache import Latents, RunCache
 from .images import image_png, strip_png
@@ -52,23 +52,8 @@ class InterpolateBody(BaseModel):
     method: Literal["lerp", "slerp"] = "lerp"
 
 
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN or inf; send them as null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _finite(obj.item())
-    if isinstance(obj, np.ndarray):
-        return _finite(obj.tolist())
-    return obj
-
-
 def _json(obj: Any) -> JSONResponse:
-    return JSONResponse(_finite(obj))
+    return JSONResponse(to_plain(obj, nonfinite_as_none=True))
 
 
 def _png(data: bytes) -> Response:
@@ -118,11 +103,7 @@ def create_app(atlas_root: str | os.PathLike | None = None) -> FastAPI:
     # -- lookups ---------------------------------------------------------------------------------------
     def get_run(name: str) -> Run:
         try:
-            check_name(name)
-        except LatentAtlasError as exc:
-            raise ApiError(404, str(exc)) from None
-        try:
-            return atlas.run(name)
+            return atlas.run(name)  # checks the name too
         except LatentAtlasError as exc:
             raise ApiError(404, str(exc)) from None
 
@@ -143,6 +124,12 @@ def create_app(atlas_root: str | os.PathLike | None = None) -> FastAPI:
         if not 0 <= row < lat.n:
             raise ApiError(422, f"{what} {row} is out of range; this run's latent table has rows 0..{lat.n - 1}.")
         return row
+
+    def get_row(run: str, row: int) -> tuple[Run, Latents]:
+        r = get_run(run)
+        lat = get_latents(r)
+        check_row(lat, row)
+        return r, lat
 
     def check_z(z: list[float], dim: int) -> np.ndarray:
         if len(z) != dim:
@@ -301,9 +288,7 @@ def create_app(atlas_root: str | os.PathLike | None = None) -> FastAPI:
     @app.get("/api/runs/{run}/input/{row}.png", summary="The dataset image behind a latent-table row",
              response_class=Response)
     def run_input(run: str, row: int):
-        r = get_run(run)
-        lat = get_latents(r)
-        check_row(lat, row)
+        r, lat = get_row(run, row)
         index = int(lat.rows["index"].iloc[row])
         data = cache.dataset(r)
         if not 0 <= index < len(data):
@@ -316,17 +301,13 @@ def create_app(atlas_root: str | os.PathLike | None = None) -> FastAPI:
     @app.get("/api/runs/{run}/reconstruction/{row}.png", summary="decode(mu[row]) as a PNG",
              response_class=Response)
     def run_reconstruction(run: str, row: int):
-        r = get_run(run)
-        lat = get_latents(r)
-        check_row(lat, row)
+        r, lat = get_row(run, row)
         model = get_model(r)
         return _png(image_png(decode(model, lat.mu[row])[0]))
 
     @app.get("/api/runs/{run}/inspect/{row}", summary="Everything stored about one latent-table row")
     def run_inspect(run: str, row: int):
-        r = get_run(run)
-        lat = get_latents(r)
-        check_row(lat, row)
+        _, lat = get_row(run, row)
         record = lat.rows.iloc[row]
         factors = {}
         for col in lat.rows.columns:

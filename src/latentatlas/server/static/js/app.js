@@ -26,7 +26,7 @@ async function loadRun(run) {
   const factorCols = latents.columns.filter((c) => !["index", "recon_error"].includes(c));
   ctx = { run, info, latents, mu: null, defaultColor: factorCols[0] || "recon_error", path: null, select };
   const colorSel = $("color-select");
-  colorSel.innerHTML = mapView.colorOptions(info, latents).map((o) => `<option>${o}</option>`).join("");
+  colorSel.innerHTML = mapView.colorOptions(latents).map((o) => `<option>${o}</option>`).join("");
   return ctx;
 }
 

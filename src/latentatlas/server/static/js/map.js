@@ -6,7 +6,7 @@ const el = () => document.getElementById("map");
 const PALETTE = ["#2f6690", "#d1495b", "#edae49", "#00798c", "#7b5ea7", "#66a182", "#8d96a3", "#e07a5f", "#3d405b", "#81b29a", "#f2cc8f", "#9c6644"];
 let current = { run: null, proj: null, coords: null };
 
-export function colorOptions(info, latents) {
+export function colorOptions(latents) {
   const opts = [];
   for (const name of latents.columns) if (name !== "index") opts.push(name);
   for (let d = 0; d < latents.dim; d++) opts.push(`z${d}`);
