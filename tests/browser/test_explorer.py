@@ -1,7 +1,9 @@
 """The explorer in a real (headless) Chromium: the API first, then the front end's contract.
 
 Front-end contract (set by the lead's static app):
-- ``/?run=r&view=map``: ``#map`` holds a Plotly plot and gets ``data-points="<n>"`` once drawn.
+- ``/?run=r&view=map``: ``#map`` holds the scatter's canvases and gets ``data-points="<n>"`` once drawn;
+  ``data-renderer`` says ``webgl`` (or ``canvas2d`` with ``gl=0`` in the URL). ``window.latentatlas.map``
+  is the scatter: ``screenOf(row)`` gives a point's client coordinates, ``view`` its visible data range.
 - ``window.latentatlas.select(row)`` selects a row: ``#inspect-input`` / ``#inspect-recon`` images,
   ``#inspect-latents`` one row per latent dim, ``sel=<row>`` in the URL.
 - ``view=traverse``: ``input.dim-slider[data-dim]`` per dim drive ``#traverse-image``; ``#traverse-reset``.
@@ -67,9 +69,16 @@ def test_api_reconstruction_png_in_browser(page, server):
 
 def test_map_draws_points(page, server, shot, frontend):
     page.goto(f"{server}/?run={RUN}&view=map")
-    # Plotly marks the node it draws into: #map itself (Plotly.react(#map)) or a child of it
-    page.wait_for_selector("#map.js-plotly-plot, #map .js-plotly-plot")
     page.wait_for_selector(f'#map[data-points="{N_EVAL}"]')
+    assert page.locator("#map").get_attribute("data-renderer") == "webgl"
+    # the points are really on the canvas: count non-transparent pixels of the WebGL layer
+    painted = page.evaluate("""() => { const c = document.querySelector('#map canvas.scatter-points');
+        const gl = c.getContext('webgl'); const px = new Uint8Array(c.width * c.height * 4);
+        gl.readPixels(0, 0, c.width, c.height, gl.RGBA, gl.UNSIGNED_BYTE, px);
+        let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++; return n; }""")
+    assert painted > N_EVAL, f"only {painted} pixels painted for {N_EVAL} points"
+    # Plotly is not loaded for the map (it is only for the metrics view's charts)
+    assert not any("plotly" in u for u in page.requests)
     shot()
     assert not page.console_errors, page.console_errors
     _assert_local_only(page, server)
@@ -175,3 +184,95 @@ def test_api_docs_offline(page, server, shot):
     shot()
     _assert_local_only(page, server)
     assert page.locator(".swagger-ui .opblock").count() > 0, page.locator(".swagger-ui").inner_text()[:300]
+
+
+# -- the map's own interaction: real mouse events on the scatter -------------------------------------------
+
+def _open_map(page, server, extra: str = ""):
+    page.goto(f"{server}/?run={RUN}&view=map{extra}")
+    page.wait_for_selector(f'#map[data-points="{N_EVAL}"]')
+
+
+def _isolated_row(page) -> int:
+    """A row whose nearest on-screen neighbour is more than 10 px away, so the mouse can only mean it."""
+    return page.evaluate("""() => { const m = window.latentatlas.map; let best = null, gap = 0;
+        const pts = []; for (let i = 0; i < m.n; i++) pts.push(m.screenOf(i));
+        for (let i = 0; i < m.n; i++) { let d = Infinity;
+          for (let j = 0; j < m.n; j++) if (j !== i) d = Math.min(d, Math.hypot(pts[i].x - pts[j].x, pts[i].y - pts[j].y));
+          if (d > gap) { gap = d; best = i; } }
+        if (gap <= 10) throw new Error('no isolated point: closest gap ' + gap); return best; }""")
+
+
+def test_hover_shows_thumbnail_of_the_point(page, server, shot, frontend):
+    _open_map(page, server)
+    row = _isolated_row(page)
+    at = page.evaluate("r => window.latentatlas.map.screenOf(r)", row)
+    page.mouse.move(at["x"] + 2, at["y"] - 1)
+    page.wait_for_selector("#hover-thumb:not([hidden])")
+    assert page.locator("#hover-thumb").get_attribute("src").endswith(f"/input/{row}.png")
+    _img_loaded(page, "#hover-thumb")
+    shot()
+    page.mouse.move(5, 5)  # off the map: the thumbnail goes away
+    page.wait_for_selector("#hover-thumb", state="hidden")
+    assert not page.console_errors, page.console_errors
+
+
+def test_click_on_a_point_selects_it(page, server, shot, frontend):
+    _open_map(page, server)
+    row = _isolated_row(page)
+    at = page.evaluate("r => window.latentatlas.map.screenOf(r)", row)
+    page.mouse.click(at["x"], at["y"])
+    page.wait_for_url(f"**sel={row}**")
+    _img_loaded(page, "#inspect-input")
+    assert page.locator("#inspect-input").get_attribute("src").endswith(f"/input/{row}.png")
+    shot()
+
+
+def test_drag_pans_and_wheel_zooms(page, server, frontend):
+    _open_map(page, server)
+    row = _isolated_row(page)
+    a = page.evaluate("r => window.latentatlas.map.screenOf(r)", row)
+    box = page.locator("#map").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 40, cy + 25, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(50)
+    b = page.evaluate("r => window.latentatlas.map.screenOf(r)", row)
+    assert abs(b["x"] - a["x"] - 40) < 1.5 and abs(b["y"] - a["y"] - 25) < 1.5, (a, b)
+    assert "sel=" not in page.url  # a drag is not a click
+    width0 = page.evaluate("() => window.latentatlas.map.view.x1 - window.latentatlas.map.view.x0")
+    page.mouse.wheel(0, -300)  # wheel up: zoom in around the cursor
+    page.wait_for_function("w => window.latentatlas.map.view.x1 - window.latentatlas.map.view.x0 < 0.8 * w", arg=width0)
+    page.mouse.dblclick(cx, cy)  # double-click: back to the full extent
+    page.wait_for_function("w => Math.abs((window.latentatlas.map.view.x1 - window.latentatlas.map.view.x0) - w) < 1e-6 * Math.abs(w)",
+                           arg=width0)
+
+
+def test_canvas_fallback_draws_points(page, server, shot, frontend):
+    """Without WebGL (forced with gl=0) the points are rasterised into the 2-D canvas instead."""
+    _open_map(page, server, "&gl=0")
+    assert page.locator("#map").get_attribute("data-renderer") == "canvas2d"
+    painted = page.evaluate("""() => { const c = document.querySelector('#map canvas.scatter-points');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; }""")
+    assert painted > N_EVAL, painted
+    shot()
+
+
+def test_colour_by_latent_dim_shows_scale(page, server, shot, frontend):
+    _open_map(page, server, "&color=z0")
+    page.wait_for_selector("#map-legend .scale")
+    assert "z0" in page.locator("#map-legend").inner_text()
+    shot()
+    assert not page.console_errors, page.console_errors
+
+
+def test_metrics_view_draws_charts(page, server, shot, frontend):
+    page.goto(f"{server}/?run={RUN}&view=metrics")
+    page.wait_for_selector("#metrics-table tbody tr")
+    page.wait_for_selector("#curves .main-svg")  # Plotly, loaded on first use, drew the training curves
+    shot()
+    assert not page.console_errors, page.console_errors
+    _assert_local_only(page, server)

@@ -26,3 +26,18 @@ export const reconPng = (run, row) => `${runPath(run)}/reconstruction/${row}.png
 export const decodePng = (run, z) => `${runPath(run)}/decode.png?z=${z.map((v) => v.toFixed(4)).join(",")}`;
 export const interpPng = (run, a, b, steps, method) =>
   `${runPath(run)}/interpolate.png?a=${a}&b=${b}&steps=${steps}&method=${enc(method)}`;
+
+// Plotly (3.5 MB) draws only the small charts of the metrics view, so it is loaded on first use.
+let plotly = null;
+export function loadPlotly() {
+  if (!plotly) {
+    plotly = new Promise((resolve, reject) => {
+      const tag = document.createElement("script");
+      tag.src = "/vendor/plotly.min.js";
+      tag.onload = () => resolve(window.Plotly);
+      tag.onerror = () => { plotly = null; reject(new Error("could not load /vendor/plotly.min.js")); };
+      document.head.append(tag);
+    });
+  }
+  return plotly;
+}

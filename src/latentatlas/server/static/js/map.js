@@ -1,10 +1,12 @@
-// The latent map: a WebGL scatter of the 2-D projection, coloured by a factor, label or latent dim.
+// The latent map: the latent set's 2-D projection, coloured by a factor, label or latent dim, drawn by
+// scatter.js (WebGL, binary payloads, every point). Hover shows the input's thumbnail; click selects.
 import * as api from "./api.js";
 import * as state from "./state.js";
+import { Scatter, viridis } from "./scatter.js";
 
-const el = () => document.getElementById("map");
 const PALETTE = ["#2f6690", "#d1495b", "#edae49", "#00798c", "#7b5ea7", "#66a182", "#8d96a3", "#e07a5f", "#3d405b", "#81b29a", "#f2cc8f", "#9c6644"];
-let current = { run: null, proj: null, coords: null };
+let current = { run: null, proj: null, coords: null, color: undefined };
+let plot = null;
 
 export function colorOptions(latents) {
   const opts = [];
@@ -40,6 +42,29 @@ async function colorValues(run, name, latents, ctx) {
   return null;
 }
 
+const fmt = (v) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(2) : v.toPrecision(3));
+
+function scatter(ctx) {
+  if (plot) return plot;
+  const node = document.getElementById("map");
+  const thumb = document.getElementById("hover-thumb");
+  plot = new Scatter(node, {
+    useGL: state.get("gl") !== "0",
+    onClick: (row) => ctx.select(row),
+    onHover: (row, ev) => {
+      if (row === null) { thumb.hidden = true; delete thumb.dataset.row; return; }
+      const host = node.parentElement.getBoundingClientRect();
+      if (thumb.dataset.row !== String(row)) { thumb.src = api.inputPng(state.get("run"), row); thumb.dataset.row = String(row); }
+      thumb.style.left = `${ev.clientX - host.left + 14}px`;
+      thumb.style.top = `${ev.clientY - host.top + 14}px`;
+      thumb.hidden = false;
+    },
+  });
+  node.dataset.renderer = plot.renderer;
+  window.latentatlas.map = plot;
+  return plot;
+}
+
 export async function draw(ctx) {
   const { run, latents, info } = ctx;
   const proj = state.get("proj", "pca");
@@ -52,66 +77,35 @@ export async function draw(ctx) {
     fresh ? api.floats(`${api.runPath(run)}/projection/${proj}.bin`) : Promise.resolve(current.coords),
     colorValues(run, colorName, latents, ctx),
   ]);
-  if (fresh) current = { run, proj, coords };
-  const { data, rows } = current.coords;
-  const x = new Float32Array(rows), y = new Float32Array(rows);
-  for (let i = 0; i < rows; i++) { x[i] = data[2 * i]; y[i] = data[2 * i + 1]; }
-  let c = values;
-  // A factor or label with few values gets one colour per value and a legend, not a colour scale.
-  const distinct = c && latents.columns.includes(colorName) ? distinctUpTo(c, 13) : [];
-  const categorical = distinct.length > 0 && distinct.length <= 12 && colorName !== "recon_error";
+  const sp = scatter(ctx);
+  const node = document.getElementById("map");
   const legend = document.getElementById("map-legend");
-  // One colour string per point: measured faster in Plotly's scattergl than numbers through a stepped
-  // colour scale (1M points: 6.3 s vs 9.3 s to first render, bench/bench_map.py).
-  if (categorical) {
-    const names = (info.factors || []).find((f) => f.name === colorName)?.value_names || null;
-    const slot = new Map(distinct.map((v, i) => [v, PALETTE[i % PALETTE.length]]));
-    c = Array.from(c, (v) => slot.get(v));
-    legend.innerHTML = distinct.map((v) => `<span><i style="background:${slot.get(v)}"></i>${names ? names[v] : v}</span>`).join("");
-  } else legend.innerHTML = "";
-  const size = rows > 200000 ? 2 : rows > 20000 ? 3 : 5;
-  const traces = [{
-    type: "scattergl", mode: "markers", x, y,
-    marker: { size, color: c || "#2f6690", colorscale: "Viridis", showscale: !!c && !categorical, opacity: rows > 50000 ? 0.6 : 0.85,
-              colorbar: { title: { text: colorName || "" }, thickness: 12 } },
-    hoverinfo: "none", name: "latents",
-  }];
+  if (fresh) {
+    current = { run, proj, coords, color: undefined };
+    sp.setPoints(coords.data, coords.rows);
+    sp.setLabels(`${proj} 1`, `${proj} 2`);
+  }
+  if (fresh || current.color !== colorName) {
+    current.color = colorName;
+    // A factor or label with few values gets one colour per value and a legend, not a colour scale.
+    const distinct = values && latents.columns.includes(colorName) && colorName !== "recon_error" ? distinctUpTo(values, 12) : [];
+    if (distinct.length) {
+      const names = (info.factors || []).find((f) => f.name === colorName)?.value_names || null;
+      sp.setColors(values, { categorical: distinct, palette: PALETTE });
+      legend.innerHTML = distinct.map((v, i) => `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${names ? names[v] : v}</span>`).join("");
+    } else if (values) {
+      sp.setColors(values);
+      const stops = [0, 0.25, 0.5, 0.75, 1].map((t) => `rgb(${viridis(t).join(",")}) ${100 * t}%`).join(",");
+      const [lo, hi] = sp.range;
+      legend.innerHTML = `<span class="scale">${colorName} <b>${fmt(lo)}</b><em style="background:linear-gradient(90deg,${stops})"></em><b>${fmt(hi)}</b></span>`;
+    } else {
+      sp.setColors(null);
+      legend.innerHTML = "";
+    }
+  }
   const sel = state.getInt("sel");
-  if (sel !== null && sel < rows) {
-    traces.push({ type: "scattergl", mode: "markers", x: [x[sel]], y: [y[sel]], hoverinfo: "skip", name: "selected",
-                  marker: { size: 16, color: "rgba(0,0,0,0)", line: { color: "#b23a48", width: 3 } } });
-  }
-  if (ctx.path && ctx.path.length) {
-    traces.push({ type: "scattergl", mode: "lines+markers", x: ctx.path.map((r) => x[r]), y: ctx.path.map((r) => y[r]),
-                  hoverinfo: "skip", name: "path", line: { color: "#b23a48", width: 2 }, marker: { size: 7, color: "#b23a48" } });
-  }
-  const layout = {
-    margin: { l: 36, r: 10, t: 6, b: 30 }, showlegend: false, dragmode: "pan", hovermode: "closest",
-    xaxis: { title: { text: `${proj} 1` }, zeroline: false, gridcolor: "#eee" },
-    yaxis: { title: { text: `${proj} 2` }, zeroline: false, gridcolor: "#eee" },
-    plot_bgcolor: "#fff", paper_bgcolor: "#fff", font: { family: "DejaVu Sans, sans-serif", size: 11 },
-    uirevision: `${run}-${proj}`,
-  };
-  const node = el();
-  await Plotly.react(node, traces, layout, { responsive: true, displaylogo: false, scrollZoom: true });
-  node.dataset.points = String(rows);
-  status.textContent = `${rows.toLocaleString()} points`;
-  if (!node.dataset.wired) {
-    node.dataset.wired = "1";
-    node.on("plotly_click", (ev) => {
-      const p = ev.points.find((q) => q.curveNumber === 0);
-      if (p) ctx.select(p.pointIndex);
-    });
-    const thumb = document.getElementById("hover-thumb");
-    node.on("plotly_hover", (ev) => {
-      const p = ev.points.find((q) => q.curveNumber === 0);
-      if (!p) return;
-      thumb.src = api.inputPng(state.get("run"), p.pointIndex);
-      const box = node.getBoundingClientRect(), host = node.parentElement.getBoundingClientRect();
-      thumb.style.left = `${ev.event.clientX - host.left + 14}px`;
-      thumb.style.top = `${ev.event.clientY - host.top + 14}px`;
-      thumb.hidden = !(ev.event.clientX >= box.left);
-    });
-    node.on("plotly_unhover", () => { thumb.hidden = true; });
-  }
+  sp.setMarks({ selected: sel !== null && sel < coords.rows ? sel : null, path: ctx.path });
+  sp.draw();
+  node.dataset.points = String(coords.rows);
+  status.textContent = `${coords.rows.toLocaleString()} points`;
 }

@@ -3,7 +3,8 @@ import * as api from "./api.js";
 import * as state from "./state.js";
 
 const $ = (id) => document.getElementById(id);
-const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toPrecision(d));
+// round-off below 1e-12 (a bootstrap bound of 1.4e-17, say) is shown as 0
+const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Math.abs(v) < 1e-12 ? "0" : Number(v).toPrecision(d));
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 
 // -- runs ----------------------------------------------------------------------------------------
@@ -153,6 +154,7 @@ export async function metricsView(ctx) {
     <tbody>${rows}</tbody></table><p class="muted" style="font-size:12px">Each metric's definition and interval: docs/metrics.md. ${esc((m.notes || []).join(" "))}</p></div>
     <div><div class="card"><div id="kl-chart" style="height:260px"></div></div><div class="card" style="margin-top:16px"><div id="curves" style="height:300px"></div></div></div></div>`;
   const font = { family: "DejaVu Sans, sans-serif", size: 11 };
+  const Plotly = await api.loadPlotly();
   if (m.kl_per_dim) {
     const order = m.dims_by_kl;
     Plotly.newPlot("kl-chart", [{ type: "bar", x: order.map((d) => `z${d}`), y: order.map((d) => m.kl_per_dim[d]), marker: { color: "#2f6690" } }],
