@@ -75,3 +75,87 @@ def env(tmp_path_factory):
     return {"atlas": atlas, "run": run, "x": x, "outside": outside}
 
 
+
+
+# -- tiny transformers built offline for the SAE-lab tests ---------------------------------------------------
+# A random-config BERT (MiniLM's WordPiece tokenizer) and GPT-2 (a byte-level BPE trained here) in folders.
+import shutil as _shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Sparse autoencoders read the residual stream of a transformer.",
+    "Every latent has a decoder direction and a firing rate.",
+    "Return the number of items in the container.",
+    "A dictionary maps keys to values; a list keeps them in order.",
+    "Open the file, read its lines, and close it again.",
+] * 4
+
+
+def write_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from latentatlas.models.hf import builtin_path
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                     intermediate_size=2 * hidden, max_position_embeddings=128)
+    BertModel(cfg).save_pretrained(folder, safe_serialization=True)
+    src = builtin_path("minilm")
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        _shutil.copy(src / f, folder / f)
+    return folder
+
+
+def write_tiny_gpt2(folder: Path, layers: int = 2, hidden: int = 32) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(TEXTS, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(fast), n_embd=hidden, n_layer=layers, n_head=2, n_positions=128,
+                     bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    GPT2LMHeadModel(cfg).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def write_corpus(path: Path, n: int = 60) -> Path:
+    paras = [f"{TEXTS[i % len(TEXTS)]} Paragraph {i} says something about item {i * 7 % 13}." for i in range(n)]
+    path.write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tf(tmp_path_factory):
+    """Folders of a tiny BERT and GPT-2 and a small text corpus: {"bert", "gpt2", "corpus"} as strings."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {"bert": str(write_tiny_bert(root / "bert")), "gpt2": str(write_tiny_gpt2(root / "gpt2")),
+            "corpus": str(write_corpus(root / "corpus.txt"))}
+
+
+def sigkill_at_checkpoint(proc, latest, target: int, timeout: float = 120) -> None:
+    """SIGKILL ``proc`` once the checkpoint pointer ``latest`` (latest.json) reaches step ``target``."""
+    import json
+    import signal
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if json.loads(latest.read_text())["step"] >= target:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {proc.stderr.read()!r}"

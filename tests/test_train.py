@@ -1,13 +1,12 @@
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from conftest import sigkill_at_checkpoint
 import torch
 
 from latentatlas.atlas import Atlas
@@ -135,18 +134,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_p
 
     target = random.Random().randint(30, 300)
     proc = subprocess.Popen(_train_cmd(atlas, tiny_npz, "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    latest = atlas / "runs" / "killed" / "checkpoint" / "latest.json"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if json.loads(latest.read_text())["step"] >= target:
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before it was killed: {proc.stderr.read()!r}"
+    sigkill_at_checkpoint(proc, atlas / "runs" / "killed" / "checkpoint" / "latest.json", target)
     assert not (atlas / "runs" / "killed" / "model.safetensors").exists()
 
     out = subprocess.run(_train_cmd(atlas, tiny_npz, "killed", resume=True), env=env, capture_output=True, text=True)

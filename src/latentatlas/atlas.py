@@ -131,6 +131,29 @@ class Atlas:
             )
         return out
 
+    # activation stores (their inside is activations.py's business) ---------------------------------
+    @property
+    def activations_root(self) -> Path:
+        return self.root / "activations"
+
+    def activations_path(self, name: str) -> Path:
+        return self.activations_root / check_name(name, "activation store name")
+
+    def activation_names(self) -> list[str]:
+        if not self.activations_root.is_dir():
+            return []
+        return sorted(p.name for p in self.activations_root.iterdir() if _NAME.match(p.name) and (p / "index.json").is_file())
+
+    def activations(self, name: str):
+        from .activations import ActivationStore
+
+        path = self.activations_path(name)
+        if not (path / "index.json").is_file():
+            have = self.activation_names()
+            hint = f"; stores there: {', '.join(have)}" if have else "; it has none yet (capture one with `latentatlas capture`)"
+            raise LatentAtlasError(f"activation store '{name}' was not found in atlas '{self.root}'{hint}")
+        return ActivationStore(path)
+
     def unique_run_name(self, base: str) -> str:
         check_name(base)
         if not (self.runs_dir / base).exists():

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .errors import LatentAtlasError
 from .atlas import Run, now_iso
 from .data import load_dataset
 
@@ -95,6 +96,8 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     cfg = run.config()
+    if cfg.get("kind") == "sae":
+        raise LatentAtlasError(f"run '{run.name}' is a sparse autoencoder; measure it with `latentatlas sae eval {run.name}`")
     model = run.load_model()
     torch.manual_seed(seed)
     data = load_dataset(cfg["data"])

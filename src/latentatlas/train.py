@@ -1,8 +1,14 @@
 """The one training loop for every model.
 
 A model only has to expose ``loss(batch) -> dict`` with a ``"loss"`` entry; everything else here is
-model-agnostic: seeded batch order, progress bar, atomic checkpoints, bitwise-exact resume on CPU,
-``history.jsonl``, CUDA when available.
+model-agnostic: seeded batch order, learning-rate warm-up and decay, progress bar, atomic checkpoints,
+bitwise-exact resume on CPU, ``history.jsonl``, CUDA when available. Two optional hooks: a model's
+``before_step(step, total)`` (schedules inside the model, e.g. an SAE's sparsity warm-up) and
+``after_step()`` (constraints, e.g. unit-norm decoder rows).
+
+The data is either indexable (``len`` + ``get(indices)``: batches are slices of a per-epoch
+permutation) or a batch source with ``batch_at(step)`` (a stream such as an activation store's
+shuffling buffer), which must itself be a pure function of the step.
 
 Resume is exact because nothing the next step depends on lives outside the checkpoint: the batch at
 step ``t`` is a pure function of (seed, t) (a per-epoch permutation seeded by the epoch number), and the
@@ -32,6 +38,11 @@ class Indexable(Protocol):
     def get(self, idx: np.ndarray) -> np.ndarray: ...
 
 
+class BatchSource(Protocol):
+    def __len__(self) -> int: ...
+    def batch_at(self, step: int) -> np.ndarray: ...
+
+
 @dataclass
 class TrainConfig:
     steps: int = 1000
@@ -43,13 +54,27 @@ class TrainConfig:
     device: str = "auto"
     grad_clip: float | None = None
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    lr_warmup: int = 0  # steps of linear warm-up from 0
+    lr_decay: float = 0.0  # fraction of the run, at its end, over which the lr decays linearly to 0
 
     def __post_init__(self) -> None:
+        if self.lr_warmup < 0 or not 0.0 <= self.lr_decay <= 1.0:
+            raise LatentAtlasError(f"--lr-warmup must be >= 0 and --lr-decay in [0, 1], got {self.lr_warmup} and {self.lr_decay}")
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise LatentAtlasError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise LatentAtlasError(f"--lr must be a positive number, got {self.lr}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based): a pure function of the step, so resume is exact."""
+        factor = 1.0
+        if self.lr_warmup:
+            factor = min(factor, (step + 1) / self.lr_warmup)
+        decay_steps = int(round(self.lr_decay * self.steps))
+        if decay_steps:
+            factor = min(factor, (self.steps - step) / decay_steps)
+        return self.lr * factor
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,6 +96,9 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int):
         super().__init__(f"training interrupted at step {step}; continue from the latest checkpoint with --resume")
         self.step = step
+
+
+SHOWN = ("loss", "recon", "kl", "tc", "l0", "fvu", "dead")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -187,7 +215,7 @@ def _deferred_sigint():
 
 def fit(
     model: torch.nn.Module,
-    data: Indexable,
+    data: Indexable | BatchSource,
     run: Run,
     config: TrainConfig,
     resume: bool = False,
@@ -204,7 +232,14 @@ def fit(
     torch.manual_seed(config.seed)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas)
-    order = BatchOrder(len(data), config.batch_size, config.seed)
+    if hasattr(data, "batch_at"):
+        batch_of = data.batch_at
+    else:
+        order = BatchOrder(len(data), config.batch_size, config.seed)
+        batch_of = lambda s: data.get(order.indices(s))  # noqa: E731
+    before = getattr(model, "before_step", None)
+    after = getattr(model, "after_step", None)
+    scheduled = bool(config.lr_warmup or config.lr_decay)
 
     start = 0
     resumed_from = None
@@ -240,8 +275,12 @@ def fit(
         task = bar.add_task(f"training {run.name}", total=config.steps, completed=start, metrics="")
         try:
             while step < config.steps:
-                idx = order.indices(step)
-                batch = torch.from_numpy(np.ascontiguousarray(data.get(idx))).to(device, non_blocking=True)
+                batch = torch.from_numpy(np.ascontiguousarray(batch_of(step))).to(device, non_blocking=True)
+                if scheduled:
+                    for group in opt.param_groups:
+                        group["lr"] = config.lr_at(step)
+                if before is not None:
+                    before(step, config.steps)
                 out = model.loss(batch)
                 loss = out["loss"]
                 opt.zero_grad(set_to_none=True)
@@ -249,6 +288,8 @@ def fit(
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 opt.step()
+                if after is not None:
+                    after()
                 step += 1
                 for k, v in out.items():
                     v = v.detach()
@@ -263,7 +304,7 @@ def fit(
                         )
                     run.append_history([{"step": step, "time": round(time.perf_counter() - t0, 3), **last}])
                     sums, count = {}, 0
-                    bar.update(task, completed=step, metrics="  ".join(f"{k} {v:.3g}" for k, v in last.items() if k in ("loss", "recon", "kl", "tc")))
+                    bar.update(task, completed=step, metrics="  ".join(f"{k} {v:.3g}" for k, v in last.items() if k in SHOWN))
                 elif step % 10 == 0:
                     bar.update(task, completed=step)
                 if step % config.checkpoint_every == 0 and step < config.steps:

@@ -1,0 +1,206 @@
+"""Pull activations out of any ``nn.Module`` by module name, streaming into a sharded activation store.
+
+``hooked(model, name)`` is a context manager that records the module's output on each forward pass and,
+with ``stop=True``, ends the forward pass right there (the layers above are never run). ``capture`` runs
+a corpus through a transformer in batches of documents and writes every kept token's activation to an
+:class:`~latentatlas.activations.ActivationStore`, one shard at a time: memory stays bounded by one shard
+whatever the corpus size, and a killed capture resumes from its last shard.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from .activations import ActivationStore, StoreWriter
+from .data.text import Corpus
+from .errors import LatentAtlasError
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the wanted activation is in hand."""
+
+
+def _tensor_of(output: Any) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    if hasattr(output, "last_hidden_state"):
+        return output.last_hidden_state
+    raise LatentAtlasError(f"the hooked module returned {type(output).__name__}, not a tensor or a tuple starting with one")
+
+
+@contextmanager
+def hooked(model: torch.nn.Module, name: str, stop: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    """``with hooked(model, "encoder.layer.3") as got: model(**batch)`` leaves the output in ``got["out"]``."""
+    try:
+        module = model.get_submodule(name)
+    except AttributeError as exc:
+        raise LatentAtlasError(f"module '{name}' is not in {type(model).__name__}") from exc
+    got: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        got["out"] = _tensor_of(output).detach()
+        if stop:
+            raise _Stop
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield got
+    finally:
+        handle.remove()
+
+
+def run_to(model: torch.nn.Module, name: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The output of module ``name`` for ``batch``, without running the layers after it."""
+    with hooked(model, name, stop=True) as got, torch.inference_mode():
+        try:
+            model(**batch)
+        except _Stop:
+            pass
+    if "out" not in got:
+        raise LatentAtlasError(f"module '{name}' did not run during the forward pass")
+    return got["out"]
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
+
+
+def capture(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    corpus: Corpus,
+    layer: str,
+    path: str | Path,
+    *,
+    tokens: int,
+    meta: dict[str, Any] | None = None,
+    batch_size: int = 32,
+    max_length: int = 128,
+    keep_special: bool = False,
+    shard_tokens: int = 32768,
+    outlier_factor: float = 10.0,
+    resume: bool = False,
+    progress: bool = True,
+    prepend_bos: bool | None = None,
+    on_shard: Callable[[int], None] | None = None,
+) -> ActivationStore:
+    """Capture ``tokens`` token activations at module ``layer`` into the store at ``path``.
+
+    Special and padding tokens are left out unless ``keep_special``. ``prepend_bos`` (default: when the
+    tokenizer has a BOS token but adds none itself, as GPT-2's does not) starts every document with BOS,
+    as the model saw in training, so the first real token is not the model's attention sink. Every token's L2 norm is stored;
+    at the end the median norm is computed and tokens above ``outlier_factor`` × median are counted as
+    outliers (``index.json`` → ``norm``). ``on_shard(i)`` is called after shard ``i`` is committed.
+    """
+    if tokens < 1:
+        raise LatentAtlasError(f"--tokens must be at least 1, got {tokens}")
+    device = next(model.parameters()).device
+    bos = getattr(tokenizer, "bos_token", None)
+    if prepend_bos is None:
+        prepend_bos = bool(bos) and tokenizer("a")["input_ids"][:1] != [tokenizer.bos_token_id]
+    prefix = bos if prepend_bos and bos else ""
+    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+    probe = tokenizer(["probe"], return_tensors="pt")
+    d = int(run_to(model, layer, {k: v.to(device) for k, v in probe.items()}).shape[-1])
+    info = {"d": d, "layer": layer, **(meta or {}), "corpus": corpus.spec, "keep_special": keep_special, "prepend_bos": prepend_bos,
+            "max_length": max_length, "target_tokens": tokens, "outlier_factor": outlier_factor}
+    writer = StoreWriter(path, info, resume=resume)
+    if writer.index.get("complete"):
+        return ActivationStore(path)
+    docs_iter = iter(corpus)
+    for _ in range(writer.docs_done):  # documents already in committed shards
+        next(docs_iter, None)
+    doc_id = writer.docs_done
+    buf_acts: list[np.ndarray] = []
+    buf_tok: dict[str, list] = {"doc": [], "pos": [], "token_id": [], "token": [], "norm": []}
+    buf_docs: dict[str, list] = {"doc": [], "source": [], "text": []}
+    have = writer.n_tokens
+    pending = 0
+    t0 = time.perf_counter()
+
+    def flush() -> None:
+        nonlocal pending
+        if not pending:
+            return
+        acts = np.concatenate(buf_acts)
+        writer.write_shard(acts, {k: np.asarray(v) for k, v in buf_tok.items()}, dict(buf_docs), len(buf_docs["doc"]))
+        buf_acts.clear()
+        for v in (*buf_tok.values(), *buf_docs.values()):
+            v.clear()
+        pending = 0
+        if on_shard is not None:
+            on_shard(len(writer.index["shards"]) - 1)
+
+    with _progress(progress) as bar:
+        task = bar.add_task(f"capturing {Path(path).name}", total=tokens, completed=have)
+        exhausted = False
+        while have + pending < tokens and not exhausted:
+            batch_docs = []
+            while len(batch_docs) < batch_size:
+                doc = next(docs_iter, None)
+                if doc is None:
+                    exhausted = True
+                    break
+                batch_docs.append(doc)
+            if not batch_docs:
+                break
+            enc = tokenizer([prefix + d_.text for d_ in batch_docs], padding=True, truncation=True, max_length=max_length,
+                            return_special_tokens_mask=True, return_tensors="pt")
+            special = enc.pop("special_tokens_mask")
+            inputs = {k: v.to(device) for k, v in enc.items()}
+            acts = run_to(model, layer, inputs).float()
+            keep = enc["attention_mask"].bool()
+            if not keep_special:
+                # the tokenizer's mask marks tokens it added; a BOS written into the text is caught by id
+                keep &= ~(special.bool() | torch.isin(enc["input_ids"], special_ids))
+            acts_np = acts.cpu().numpy()
+            ids = enc["input_ids"].numpy()
+            keep_np = keep.numpy()
+            for j, doc in enumerate(batch_docs):
+                pos = np.nonzero(keep_np[j])[0]
+                room = tokens - have - pending
+                if room <= 0:
+                    break
+                pos = pos[:room]
+                a = acts_np[j, pos]
+                buf_acts.append(a)
+                buf_tok["doc"].extend([doc_id] * len(pos))
+                buf_tok["pos"].extend(pos.tolist())
+                tid = ids[j, pos]
+                buf_tok["token_id"].extend(tid.tolist())
+                buf_tok["token"].extend(tokenizer.convert_ids_to_tokens(tid.tolist()))
+                buf_tok["norm"].extend(np.linalg.norm(a, axis=1).tolist())
+                buf_docs["doc"].append(doc_id)
+                buf_docs["source"].append(doc.source)
+                buf_docs["text"].append(doc.text)
+                doc_id += 1
+                pending += len(pos)
+                if pending >= shard_tokens:
+                    have += pending
+                    flush()
+            bar.update(task, completed=have + pending)
+        have += pending
+        flush()
+    if writer.n_tokens == 0:
+        raise LatentAtlasError(f"corpus '{corpus.name}' gave no tokens to capture")
+    store = ActivationStore(path)
+    norms = np.concatenate([store.shard_tokens(i)["norm"].to_numpy() for i in range(len(store.shards))])
+    median = float(np.median(norms))
+    threshold = outlier_factor * median
+    return writer.finish({
+        "seconds": round(time.perf_counter() - t0, 3),
+        "exhausted": bool(writer.n_tokens < tokens),
+        "norm": {"median": median, "threshold": threshold, "outliers": int((norms > threshold).sum()),
+                 "max": float(norms.max())},
+    })

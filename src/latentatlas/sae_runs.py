@@ -1,0 +1,260 @@
+"""The SAE lab's jobs: capture a store of transformer activations, train an SAE on it, evaluate it.
+
+Each returns what it made (an :class:`ActivationStore`, a :class:`Run`, a metrics report) and keeps
+everything in the atlas: ``activations/<name>/`` and ``runs/<name>/`` (kind ``sae``, data
+``{"kind": "activations", "name": …}``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .activations import ActivationStore, ShuffledBatches
+from .atlas import Atlas, Run, now_iso
+from .errors import LatentAtlasError
+from .models import SAEConfig, build, config_from_dict
+from .models.io import config_to_dict
+from .train import TrainConfig, TrainResult, fit, resolve_device
+
+HEADLINE = ("l0", "fvu", "explained_variance", "cosine", "dead_fraction")
+
+
+def _atlas(atlas: Atlas | str | None) -> Atlas:
+    return atlas if isinstance(atlas, Atlas) else Atlas(atlas)
+
+
+def capture_store(
+    model: str = "minilm",
+    layer: int | str = 3,
+    corpus: str | dict = "builtin",
+    tokens: int = 100_000,
+    name: str | None = None,
+    atlas: Atlas | str | None = None,
+    *,
+    text_field: str = "text",
+    batch_size: int = 32,
+    max_length: int = 128,
+    keep_special: bool = False,
+    shard_tokens: int = 32768,
+    outlier_factor: float = 10.0,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+    on_shard=None,
+) -> ActivationStore:
+    """``latentatlas capture``: ``tokens`` activations of ``model`` at ``layer`` over ``corpus``."""
+    from .capture import capture
+    from .data.text import load_corpus
+    from .models.hf import load_transformer, resolve_layer
+
+    atlas = _atlas(atlas)
+    corp = load_corpus(corpus, field=text_field)
+    if shard_tokens < 1:
+        raise LatentAtlasError(f"--shard-tokens must be at least 1, got {shard_tokens}")
+    name = name or f"{model if isinstance(model, str) and '/' not in model else 'model'}-L{layer}-{corp.name}"
+    path = atlas.activations_path(name)
+    if path.exists() and not resume:
+        raise LatentAtlasError(f"activation store '{name}' already exists in atlas '{atlas.root}'; pick another --name, or pass --resume to continue it")
+    tf = load_transformer(model, device=resolve_device(device))
+    module = resolve_layer(tf.model, layer)
+    meta = {"name": name, "model": tf.spec, "model_info": tf.info, "causal": tf.causal, "layer_arg": str(layer),
+            "created_at": now_iso(), "latentatlas": __version__}
+    return capture(tf.model, tf.tokenizer, corp, module, path, tokens=tokens, meta=meta, batch_size=batch_size,
+                   max_length=max_length, keep_special=keep_special, shard_tokens=shard_tokens,
+                   outlier_factor=outlier_factor, resume=resume, progress=progress, on_shard=on_shard)
+
+
+def _holdout(store: ActivationStore, requested: int | None) -> int:
+    """Shards kept out of training for evaluation: by default one when the store has at least five."""
+    n = len(store.shards)
+    h = (1 if n >= 5 else 0) if requested is None else requested
+    if not 0 <= h < n:
+        raise LatentAtlasError(f"--holdout-shards must be between 0 and {n - 1} for store '{store.name}' ({n} shards), got {h}")
+    return h
+
+
+def train_sae(
+    activations: str,
+    arch: str = "topk",
+    *,
+    expansion: int = 8,
+    k: int = 32,
+    steps: int = 2000,
+    batch_size: int = 4096,
+    lr: float = 4e-4,
+    l1_coeff: float | None = None,
+    l0_coeff: float | None = None,
+    sparsity_warmup: int | None = None,
+    lr_warmup: int | None = None,
+    lr_decay: float = 0.2,
+    dead_tokens: int | None = None,
+    normalize_input: bool = True,
+    window: int = 4,
+    holdout_shards: int | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    atlas: Atlas | str | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 500,
+    log_every: int = 50,
+    device: str = "auto",
+    progress: bool = True,
+    on_step=None,
+) -> tuple[Run, TrainResult]:
+    """``latentatlas sae train``: an SAE on store ``activations``, through the one trainer."""
+    import torch
+
+    atlas = _atlas(atlas)
+    if resume:
+        if not name:
+            raise LatentAtlasError("--resume needs --name to say which SAE run to continue")
+        run = atlas.run(name)
+        cfg = run.config()
+        store = atlas.activations(cfg["data"]["name"])
+        train_cfg = TrainConfig(**{**cfg["train"], "adam_betas": tuple(cfg["train"].get("adam_betas", (0.9, 0.999)))})
+        if run.has_model and not run.has_checkpoint:
+            raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume")
+        torch.manual_seed(train_cfg.seed)
+        model = build(config_from_dict("sae", cfg["model"]))
+        _init(model, store, cfg["data"]["holdout_shards"], train_cfg.seed)
+        source = _batches(store, train_cfg.batch_size, train_cfg.seed, cfg["data"]["window"], cfg["data"]["holdout_shards"])
+        return run, fit(model, source, run, train_cfg, resume=True, progress=progress, on_step=on_step)
+
+    from .models.sae import ARCHS
+
+    if arch not in ARCHS:
+        raise LatentAtlasError(f"--arch '{arch}' is not an SAE architecture; expected one of: {', '.join(ARCHS)}")
+    store = atlas.activations(activations)
+    if not store.complete:
+        raise LatentAtlasError(f"activation store '{activations}' is incomplete; finish it with `latentatlas capture --resume --name {activations} …`")
+    if expansion < 1:
+        raise LatentAtlasError(f"--expansion must be at least 1, got {expansion}")
+    holdout = _holdout(store, holdout_shards)
+    defaults = SAEConfig()
+    try:
+        model_cfg = SAEConfig(
+            arch=arch, d_in=store.d, d_sae=expansion * store.d, k=k,
+            l1_coeff=defaults.l1_coeff if l1_coeff is None else l1_coeff,
+            l0_coeff=defaults.l0_coeff if l0_coeff is None else l0_coeff,
+            sparsity_warmup=(steps // 20 if arch in ("relu", "jumprelu") else 0) if sparsity_warmup is None else sparsity_warmup,
+            aux_k=min(defaults.aux_k, store.d // 2 if store.d >= 2 else 1),
+            dead_tokens=min(defaults.dead_tokens, max(batch_size, steps * batch_size // 10)) if dead_tokens is None else dead_tokens,
+            normalize_input=normalize_input,
+        )
+    except ValueError as exc:
+        raise LatentAtlasError(f"cannot build a {arch} SAE: {exc}") from exc
+    resolve_device(device)
+    train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every, log_every=log_every,
+                            device=device, lr_warmup=min(steps // 20, 1000) if lr_warmup is None else lr_warmup, lr_decay=lr_decay)
+    name = name or atlas.unique_run_name(f"sae-{arch}-{activations}")
+    torch.manual_seed(seed)
+    model = build(model_cfg)
+    _init(model, store, holdout, seed)
+    config: dict[str, Any] = {
+        "name": name, "kind": "sae", "model": config_to_dict(model_cfg), "train": train_cfg.to_dict(),
+        "data": {"kind": "activations", "name": activations, "d": store.d, "tokens": store.n_tokens,
+                 "holdout_shards": holdout, "window": window, "store_model": store.index.get("model"), "layer": store.index.get("layer")},
+        "versions": {"latentatlas": __version__, "torch": torch.__version__},
+        "created_at": now_iso(),
+    }
+    run = atlas.create_run(name, config)
+    source = _batches(store, batch_size, seed, window, holdout)
+    try:
+        result = fit(model, source, run, train_cfg, resume=False, progress=progress, on_step=on_step)
+    except LatentAtlasError:
+        if not (run.has_checkpoint or run.has_model):
+            atlas.delete_run(name)
+        raise
+    return run, result
+
+
+def _batches(store: ActivationStore, batch_size: int, seed: int, window: int, holdout: int) -> ShuffledBatches:
+    return ShuffledBatches(store, batch_size, seed, window, shards=list(range(len(store.shards) - holdout)))
+
+
+def _init(model, store: ActivationStore, holdout: int, seed: int, rows: int = 65536) -> None:
+    """Input scale and b_dec from a seeded sample of training rows (the same sample on resume)."""
+    import torch
+
+    n = sum(s.rows for s in store.shards[: len(store.shards) - holdout])
+    idx = np.sort(np.random.default_rng([seed, 7]).choice(n, size=min(rows, n), replace=False))
+    model.init_from_data(torch.from_numpy(store.rows(idx)))
+
+
+def load_sae(run: Run):
+    cfg = run.config()
+    if cfg.get("kind") != "sae":
+        raise LatentAtlasError(f"run '{run.name}' is a {cfg.get('kind')}, not an SAE")
+    return run.load_model()
+
+
+def evaluate_sae(
+    run: Run,
+    activations: str | None = None,
+    tokens: int = 200_000,
+    batch_size: int = 4096,
+    seed: int = 0,
+    device: str = "auto",
+    command: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``latentatlas sae eval``: the streaming metrics on held-out tokens, written to metrics.json."""
+    import torch
+
+    from .analysis.sae_metrics import SAEStats
+
+    t0 = time.perf_counter()
+    cfg = run.config()
+    model = load_sae(run)
+    atlas = run.atlas
+    store_name = activations or cfg["data"]["name"]
+    store = atlas.activations(store_name)
+    store.check_width(model.config.d_in, f"SAE '{run.name}'")
+    notes = []
+    shards = list(range(len(store.shards)))
+    if activations is None or activations == cfg["data"]["name"]:
+        h = cfg["data"].get("holdout_shards", 0)
+        if h:
+            shards = shards[-h:]
+        else:
+            notes.append("evaluated on tokens the SAE was trained on (the store had too few shards to hold one out)")
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    n_eval = min(tokens, sum(store.shards[i].rows for i in shards))
+    # bootstrap blocks of 1,024 tokens (several documents each); smaller on small evaluations, so that
+    # there are at least ~50 blocks to resample
+    stats = SAEStats(model.config.d_sae, block=int(min(1024, max(64, n_eval // 50))))
+    done = 0
+    from rich.progress import Progress
+
+    with Progress(disable=not progress) as bar, torch.inference_mode():
+        task = bar.add_task(f"evaluating {run.name}", total=tokens)
+        for i in shards:
+            arr = store.shard_array(i)
+            for a in range(0, len(arr), batch_size):
+                x = torch.from_numpy(arr[a : a + batch_size][: tokens - done]).to(dev)
+                x_hat, f = model(x)
+                stats.update(x, x_hat, f)
+                done += len(x)
+                bar.update(task, completed=done)
+                if done >= tokens:
+                    break
+            if done >= tokens:
+                break
+    metrics = {k: v.to_dict() for k, v in stats.result(rng=seed).items()}
+    train_dead = float((model.tokens_since_fired >= model.config.dead_tokens).float().mean())
+    metrics["dead_fraction_train"] = {"name": "dead_fraction_train", "value": train_dead, "ci_low": None, "ci_high": None,
+                                      "n": int(model.config.d_sae), "details": {"dead_tokens": model.config.dead_tokens}}
+    report = {
+        "run": run.name, "kind": "sae", "command": command or f"latentatlas sae eval {run.name}", "created_at": now_iso(),
+        "latentatlas": __version__, "activations": store_name, "shards": shards, "n": stats.n, "seed": seed,
+        "metrics": metrics, "density_histogram": stats.density_histogram(),
+        "headline": {k: metrics[k]["value"] for k in HEADLINE if k in metrics}, "notes": notes,
+        "timings_s": {"total": round(time.perf_counter() - t0, 3)},
+    }
+    run.write_metrics(report)
+    return report

@@ -1,0 +1,206 @@
+"""The SAE family: each architecture's defining property, its losses, training on a store, resume."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import sigkill_at_checkpoint
+import torch
+
+from latentatlas.atlas import Atlas
+from latentatlas.errors import LatentAtlasError
+from latentatlas.models import SAE, SAEConfig, load_model
+from latentatlas.sae_runs import capture_store, evaluate_sae, train_sae
+
+
+def _sae(arch, d=16, m=64, **kw):
+    torch.manual_seed(0)
+    return SAE(SAEConfig(arch=arch, d_in=d, d_sae=m, k=kw.pop("k", 4), **kw))
+
+
+def _x(n=256, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g) * 3 + 5
+
+
+def test_init_encoder_is_decoder_transpose_and_data_init():
+    for arch in ("relu", "topk", "batchtopk", "jumprelu"):
+        sae = _sae(arch)
+        assert torch.equal(sae.W_enc, sae.W_dec.t())
+        x = _x()
+        sae.init_from_data(x)
+        assert (x * sae.input_scale).norm(dim=1).mean().item() == pytest.approx(16**0.5, rel=1e-5)
+        torch.testing.assert_close(sae.b_dec, (x * sae.input_scale).mean(0))
+    plain = _sae("topk", normalize_input=False)
+    plain.init_from_data(_x())
+    assert plain.input_scale.item() == 1.0
+
+
+def test_topk_keeps_exactly_k_and_forward_maps_raw_to_raw():
+    sae = _sae("topk", k=5)
+    x = _x()
+    sae.init_from_data(x)
+    x_hat, f = sae(x)
+    assert ((f > 0).sum(1) <= 5).all() and ((f != 0).sum(1) == 5).float().mean() > 0.9
+    # decode is linear in raw space: f·W_dec/scale + b_dec/scale
+    torch.testing.assert_close(x_hat, (f @ sae.W_dec + sae.b_dec) / sae.input_scale)
+
+
+def test_batchtopk_keeps_k_per_token_on_average_then_uses_its_threshold():
+    sae = _sae("batchtopk", k=4)
+    x = _x(128)
+    sae.init_from_data(x)
+    sae.train()
+    f = sae.encode(x)
+    assert int((f > 0).sum()) <= 4 * 128 and int((f > 0).sum()) > 3 * 128
+    assert ((f > 0).sum(1) != 4).any(), "BatchTopK should spread the k·B activations unevenly over tokens"
+    theta = sae.threshold.item()
+    assert theta > 0
+    sae.eval()
+    pre = torch.relu(sae.pre_acts(x * sae.input_scale))
+    torch.testing.assert_close(sae.encode(x), pre * (pre > theta))
+
+
+def test_jumprelu_forward_and_threshold_gradient():
+    sae = _sae("jumprelu", threshold_init=0.5, bandwidth=2.0)
+    x = _x()
+    sae.init_from_data(x)
+    pre = torch.relu(sae.pre_acts(x * sae.input_scale))
+    f = sae.encode(x)
+    torch.testing.assert_close(f, pre * (pre > 0.5))
+    out = sae.loss(x)
+    out["loss"].backward()
+    assert sae.log_threshold.grad is not None and sae.log_threshold.grad.abs().sum() > 0
+    assert out["l0"].item() == pytest.approx(float((f > 0).float().sum(1).mean()))
+
+
+def test_relu_loss_is_mse_plus_decoder_norm_weighted_l1():
+    sae = _sae("relu", l1_coeff=2.0)
+    x = _x()
+    sae.init_from_data(x)
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.linspace(0.5, 2.0, 64)[:, None])  # decoder rows of different norms
+    out = sae.loss(x)
+    xn = x * sae.input_scale
+    f = torch.relu((xn - sae.b_dec) @ sae.W_enc + sae.b_enc)
+    mse = (xn - f @ sae.W_dec - sae.b_dec).pow(2).sum(1).mean()
+    l1 = (f * sae.W_dec.norm(dim=1)).sum(1).mean()
+    assert out["loss"].item() == pytest.approx((mse + 2.0 * l1).item(), rel=1e-5)
+
+
+def test_sparsity_warmup_ramps_lambda():
+    sae = _sae("relu", sparsity_warmup=10)
+    sae.before_step(0, 100)
+    assert sae.sparsity_scale.item() == pytest.approx(0.1)
+    sae.before_step(50, 100)
+    assert sae.sparsity_scale.item() == 1.0
+
+
+def test_auxk_reaches_dead_latents_only_when_there_are_some():
+    sae = _sae("topk", k=2, dead_tokens=100)
+    x = _x()
+    sae.init_from_data(x)
+    sae.train()
+    out = sae.loss(x)
+    assert out["aux"].item() == 0 and out["dead"].item() == 0
+    with torch.no_grad():
+        sae.tokens_since_fired[:32] = 10_000  # half the latents marked dead
+    sae.eval()  # in training mode this batch's firing would revive them first
+    sae.zero_grad()
+    out = sae.loss(x)
+    assert out["dead"].item() > 0 and out["aux"].item() > 0
+    out["loss"].backward()
+    # the dead latents' encoder columns get gradient only through AuxK (they are outside the top-k)
+    assert sae.W_enc.grad[:, :32].abs().sum() > 0
+
+
+def test_after_step_keeps_topk_decoder_rows_unit_norm():
+    sae = _sae("topk")
+    with torch.no_grad():
+        sae.W_dec.mul_(3.0)
+    sae.after_step()
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
+
+
+@pytest.fixture
+def store(tiny_tf, tmp_path):
+    capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=1200, name="acts", atlas=tmp_path, shard_tokens=200, progress=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu", "relu"])
+def test_each_arch_trains_on_a_store_and_beats_the_mean(store, arch):
+    run, res = train_sae("acts", arch, expansion=4, k=8, steps=150, batch_size=128, lr=3e-3, atlas=store, progress=False,
+                         l0_coeff=0.01, l1_coeff=0.5)
+    report = evaluate_sae(run, progress=False)
+    m = report["metrics"]
+    assert report["shards"] == [len(Atlas(store).activations("acts").shards) - 1]  # evaluated on the held-out shard
+    assert m["fvu"]["value"] < 0.6, m["fvu"]
+    assert 0 < m["l0"]["value"] < 128
+    if arch == "topk":
+        assert m["l0"]["value"] == pytest.approx(8, abs=1e-6)
+    sae = load_model(run.path)
+    assert sae.config.arch == arch
+    # (a random-init BERT's LayerNorm output already has norm ≈ √d, so its input scale is ≈ 1)
+    assert sae.input_scale.item() == pytest.approx(1.0, rel=0.05)
+
+
+def test_batchtopk_threshold_is_saved_with_the_weights(store):
+    run, _ = train_sae("acts", "batchtopk", expansion=2, k=4, steps=40, batch_size=64, atlas=store, progress=False)
+    sae = load_model(run.path)
+    assert sae.threshold.item() > 0
+
+
+def test_resume_after_a_crash_is_bitwise_identical(store):
+    kw = dict(expansion=2, k=4, steps=40, batch_size=64, checkpoint_every=10, atlas=store, progress=False)
+    straight, _ = train_sae("acts", "topk", name="straight", **kw)
+
+    class Crash(Exception):
+        pass
+
+    def crash(step):
+        if step == 27:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train_sae("acts", "topk", name="crashed", on_step=crash, **kw)
+    run, res = train_sae("acts", "topk", name="crashed", resume=True, atlas=store, progress=False)
+    assert res.resumed_from == 20
+    a, b = load_model(straight.path).state_dict(), load_model(run.path).state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_sigkill_then_resume_through_the_cli(store):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "latentatlas.cli", "sae", "train", "--activations", "acts", "--expansion", "2", "--k", "4",
+            "--steps", "400", "--batch-size", "64", "--checkpoint-every", "10", "--atlas", str(store), "--quiet"]
+    subprocess.run([*base, "--name", "straight"], check=True, env=env, capture_output=True)
+    target = random.Random().randint(20, 300)
+    proc = subprocess.Popen([*base, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sigkill_at_checkpoint(proc, store / "runs" / "killed" / "checkpoint" / "latest.json", target)
+    out = subprocess.run([*base, "--name", "killed", "--resume"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "resumed from step" in out.stdout
+    a = load_model(store / "runs" / "straight").state_dict()
+    b = load_model(store / "runs" / "killed").state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_eval_against_a_store_of_another_width_is_refused(store, tiny_tf):
+    run, _ = train_sae("acts", "topk", expansion=2, k=4, steps=5, batch_size=64, atlas=store, progress=False)
+    capture_store(tiny_tf["gpt2"], 0, tiny_tf["corpus"], tokens=100, name="g", atlas=store, progress=False)
+    # both tiny models are 32 wide: make a truly different width by capturing the BERT's attention output
+    capture_store(tiny_tf["bert"], "encoder.layer.0.intermediate", tiny_tf["corpus"], tokens=100, name="wide", atlas=store, progress=False)
+    with pytest.raises(LatentAtlasError, match="expects activations of width 32, but store 'wide' holds width 64"):
+        evaluate_sae(run, activations="wide", progress=False)
+    with pytest.raises(LatentAtlasError, match="store 'nope' was not found"):
+        train_sae("nope", "topk", atlas=store, progress=False)
+    with pytest.raises(LatentAtlasError, match="is not an SAE architecture"):
+        train_sae("acts", "gated", atlas=store, progress=False)
