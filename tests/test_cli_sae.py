@@ -61,3 +61,26 @@ def test_bad_input_is_one_line_and_exit_2(tiny_tf, tmp_path, capsys, args, messa
     assert code == 2, err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 2  # one sentence (rich may wrap it once)
+
+
+def test_sweep_draws_the_frontier_and_resumes(tiny_tf, tmp_path, capsys):
+    atlas = tmp_path / "atlas"
+    code, _, err = _cli(capsys, "capture", "--model", tiny_tf["bert"], "--layer", "1", "--corpus", tiny_tf["corpus"],
+                        "--tokens", "1000", "--shard-tokens", "200", "--name", "acts", "--atlas", atlas, "--quiet")
+    assert code == 0, err
+    args = ["sae", "sweep", "--activations", "acts", "--arch", "topk", "--values", "2,8,16", "--expansion", "2", "--steps", "60",
+            "--batch-size", "64", "--lr", "3e-3", "--name", "sw", "--atlas", atlas]
+    code, out, err = _cli(capsys, *args, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    front = report["frontier"]
+    assert [p["run"] for p in front] == ["sw-k2", "sw-k8", "sw-k16"]
+    assert [round(p["l0"]) for p in front] == [2, 8, 16]
+    assert front[0]["fvu"] > front[2]["fvu"], "more active latents should reconstruct better"
+    assert front[0]["rate_bits"] < front[1]["rate_bits"] < front[2]["rate_bits"]
+    png = atlas / "runs" / "sw" / "figures" / "rate_distortion.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stamp = (atlas / "runs" / "sw-k8" / "model.safetensors").stat().st_mtime_ns
+    code, out, err = _cli(capsys, *args)  # again: members are reused, not retrained
+    assert code == 0 and "sw-k16" in out
+    assert (atlas / "runs" / "sw-k8" / "model.safetensors").stat().st_mtime_ns == stamp

@@ -204,3 +204,42 @@ def test_eval_against_a_store_of_another_width_is_refused(store, tiny_tf):
         train_sae("nope", "topk", atlas=store, progress=False)
     with pytest.raises(LatentAtlasError, match="is not an SAE architecture"):
         train_sae("acts", "gated", atlas=store, progress=False)
+
+
+def test_splicing_the_identity_is_perfect_and_a_bad_sae_is_not(tiny_tf, store):
+    """Downstream fidelity on known cases: an SAE that reconstructs exactly leaves the model unchanged."""
+    from latentatlas.fidelity import causal_fidelity, encoder_fidelity
+    from latentatlas.models.hf import load_transformer
+
+    class Exact(torch.nn.Module):
+        def forward(self, x):
+            return x, x
+
+    class Zero(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros_like(x), x
+
+    texts = [f"document number {i} is about {w}" for i, w in enumerate(["cats", "dogs", "code", "files", "lists", "maps"] * 3)]
+    bert = load_transformer(tiny_tf["bert"])
+    mean = torch.zeros(32)
+    good = encoder_fidelity(bert.model, bert.tokenizer, "encoder.layer.1", Exact(), texts, mean=mean, batch_size=5)
+    assert good["embedding_cosine"].value == pytest.approx(1.0, abs=1e-5)
+    assert good["neighbour_overlap"].value == 1.0
+    bad = encoder_fidelity(bert.model, bert.tokenizer, "encoder.layer.0", Zero(), texts, mean=mean, batch_size=5)
+    assert bad["embedding_cosine"].value < 0.999
+    gpt2 = load_transformer(tiny_tf["gpt2"])
+    g = causal_fidelity(gpt2.model, gpt2.tokenizer, "transformer.h.0", Exact(), texts, batch_size=4, prefix="<|endoftext|>")
+    assert g["ce_loss_recovered"].value == pytest.approx(1.0, abs=1e-5)
+    assert g["kl_to_original"].value == pytest.approx(0.0, abs=1e-6)
+    assert g["ce_sae"].value == pytest.approx(g["ce_orig"].value, rel=1e-6)
+    z = causal_fidelity(gpt2.model, gpt2.tokenizer, "transformer.h.0", Zero(), texts, batch_size=4, prefix="<|endoftext|>")
+    assert z["ce_loss_recovered"].value == pytest.approx(0.0, abs=1e-6)  # splicing zeros is the zero ablation
+    assert z["kl_to_original"].value > 0
+
+
+def test_sae_eval_reports_downstream_fidelity(store):
+    run, _ = train_sae("acts", "topk", expansion=2, k=4, steps=60, batch_size=64, lr=3e-3, atlas=store, progress=False)
+    report = evaluate_sae(run, progress=False)
+    m = report["metrics"]
+    assert -1 <= m["embedding_cosine"]["value"] <= 1 and 0 <= m["neighbour_overlap"]["value"] <= 1
+    assert "embedding_cosine_mean_ablation" in m and m["embedding_cosine"]["n"] == m["neighbour_overlap"]["n"]

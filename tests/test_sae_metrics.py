@@ -91,3 +91,17 @@ def test_shape_mismatch_is_refused():
     s = SAEStats(4)
     with pytest.raises(ValueError, match="shapes do not fit"):
         s.update(np.zeros((3, 2)), np.zeros((3, 2)), np.zeros((3, 5)))
+
+
+def test_support_bits_known_answers():
+    from latentatlas.analysis.sae_metrics import support_bits
+
+    assert support_bits([0.5]) == pytest.approx(1.0)
+    assert support_bits([0.0, 1.0]) == 0.0
+    assert support_bits([0.5, 0.5, 0.25]) == pytest.approx(2 + (-(0.25 * np.log2(0.25) + 0.75 * np.log2(0.75))))
+    x = _data(1000, 4)
+    f = np.zeros((1000, 3))
+    f[::2, 0] = 1
+    r = _stats(x, x, f).result(num_resamples=0)
+    assert r["rate_support_bits"].value == pytest.approx(1.0)
+    assert r["rate_bits"].value == pytest.approx(1.0 + 16 * 0.5)

@@ -204,3 +204,26 @@ def capture(
         "norm": {"median": median, "threshold": threshold, "outliers": int((norms > threshold).sum()),
                  "max": float(norms.max())},
     })
+
+
+@contextmanager
+def spliced(model: torch.nn.Module, name: str, replace: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Within the block, module ``name``'s output tensor is replaced by ``replace(output)`` (same shape),
+    and the rest of the model runs on it: how an SAE's reconstruction is spliced back in."""
+    try:
+        module = model.get_submodule(name)
+    except AttributeError as exc:
+        raise LatentAtlasError(f"module '{name}' is not in {type(model).__name__}") from exc
+
+    def hook(_module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            return replace(output)
+        if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+            return (replace(output[0]), *output[1:])
+        raise LatentAtlasError(f"module '{name}' returned {type(output).__name__}; cannot splice into it")
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

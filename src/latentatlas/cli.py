@@ -289,6 +289,46 @@ def sae_train(
     _console().print(f"trained [bold]{_esc(run.name)}[/] for {result.steps_done} steps{how} in {result.seconds:.1f} s ({last}) → {_esc(run.path)}")
 
 
+@sae_app.command("sweep")
+def sae_sweep(
+    activations: str = typer.Option(..., "--activations", help="Activation store name."),
+    arch: str = typer.Option("topk", "--arch", help="topk, batchtopk (sweep --k), relu (--l1-coeff) or jumprelu (--l0-coeff)."),
+    values: str = typer.Option(..., "--values", help="Comma-separated values of the arch's sparsity knob, e.g. 8,16,32,64."),
+    expansion: int = typer.Option(8, "--expansion", min=1),
+    steps: int = typer.Option(2000, "--steps", min=1),
+    batch_size: int = typer.Option(4096, "--batch-size", min=1),
+    lr: float = typer.Option(4e-4, "--lr"),
+    downstream: bool = typer.Option(False, "--downstream", help="Also splice each SAE into the model (slower)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: sweep-ARCH-STORE); members are NAME-k8 …"),
+    atlas: Optional[str] = AtlasOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the frontier as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train and evaluate one SAE per value and draw the L0/rate-vs-FVU frontier (resumable)."""
+    from .sae_runs import sweep_sae
+
+    try:
+        vals = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise LatentAtlasError(f"--values '{values}' is not a comma-separated list of numbers") from None
+    report = sweep_sae(activations, arch, vals, name=name, atlas=atlas, downstream=downstream, progress=not (quiet or as_json),
+                       command=" ".join(["latentatlas", *_ARGV]), expansion=expansion, steps=steps, batch_size=batch_size, lr=lr)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{report['run']}: {arch} over {report['param']}", title_justify="left")
+    for col in ("run", "L0", "FVU", "95% CI", "rate (bits)", "dead"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for p in report["frontier"]:
+        ci = "" if p["fvu_low"] is None else f"[{p['fvu_low']:.4g}, {p['fvu_high']:.4g}]"
+        table.add_row(p["run"], f"{p['l0']:.3g}", f"{p['fvu']:.4g}", ci, f"{p['rate_bits']:.4g}", f"{p['dead_fraction']:.3g}")
+    con = _console()
+    con.print(table)
+    con.print(f"figure → {_esc(report['figures']['rate_distortion'])}")
+
+
 @sae_app.command("eval")
 def sae_eval(
     run: str = typer.Argument(..., help="SAE run name."),

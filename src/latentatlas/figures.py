@@ -654,3 +654,30 @@ def training_curves(history: Sequence[Mapping[str, Any]], *, title: str | None =
         if title:
             fig.suptitle(title)
     return fig
+
+
+def rate_distortion(points: Sequence[Mapping[str, Any]], *, title: str | None = "Rate–distortion frontier") -> Figure:
+    """FVU against L0 (left) and against rate in bits per token (right), one marker per SAE, with the
+    FVU's interval as error bars and each point labelled by its swept value."""
+    pts = sorted(points, key=lambda p: p["l0"])
+    if not pts:
+        raise LatentAtlasError("rate_distortion needs at least one point (an evaluated SAE).")
+    with style():
+        fig = _figure(9.0, 3.8)
+        for j, (key, label) in enumerate((("l0", "L0 (active latents per token)"), ("rate_bits", "rate (bits per token)"))):
+            ax = fig.add_subplot(1, 2, j + 1)
+            x = np.array([p[key] for p in pts], dtype=float)
+            y = np.array([p["fvu"] for p in pts], dtype=float)
+            lo = np.array([p.get("fvu_low", p["fvu"]) if p.get("fvu_low") is not None else p["fvu"] for p in pts], dtype=float)
+            hi = np.array([p.get("fvu_high", p["fvu"]) if p.get("fvu_high") is not None else p["fvu"] for p in pts], dtype=float)
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], color=_ACCENT, marker="o", ms=4, lw=1.2, capsize=2)
+            for p, xi, yi in zip(pts, x, y):
+                ax.annotate(str(p.get("label", "")), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7, color=_MUTED)
+            if np.all(x > 0) and x.max() / max(x.min(), 1e-12) > 8:
+                ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel("FVU (centred)")
+            ax.grid(True)
+        if title:
+            fig.suptitle(title)
+    return fig

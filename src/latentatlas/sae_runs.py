@@ -20,7 +20,7 @@ from .models import SAEConfig, build, config_from_dict
 from .models.io import config_to_dict
 from .train import TrainConfig, TrainResult, fit, resolve_device
 
-HEADLINE = ("l0", "fvu", "explained_variance", "cosine", "dead_fraction")
+HEADLINE = ("l0", "fvu", "explained_variance", "cosine", "dead_fraction", "embedding_cosine", "ce_loss_recovered")
 
 
 def _atlas(atlas: Atlas | str | None) -> Atlas:
@@ -201,8 +201,14 @@ def evaluate_sae(
     device: str = "auto",
     command: str | None = None,
     progress: bool = True,
+    downstream: bool = True,
+    docs: int = 256,
 ) -> dict[str, Any]:
-    """``latentatlas sae eval``: the streaming metrics on held-out tokens, written to metrics.json."""
+    """``latentatlas sae eval``: the streaming metrics on held-out tokens, written to metrics.json.
+
+    With ``downstream`` the reconstruction is also spliced back into the store's model over ``docs``
+    held-out documents (fidelity.py): sentence-embedding cosine and neighbour overlap for encoders, CE
+    loss recovered and KL for causal LMs."""
     import torch
 
     from .analysis.sae_metrics import SAEStats
@@ -246,6 +252,15 @@ def evaluate_sae(
             if done >= tokens:
                 break
     metrics = {k: v.to_dict() for k, v in stats.result(rng=seed).items()}
+    timings = {"reconstruction": time.perf_counter() - t0}
+    if downstream:
+        t1 = time.perf_counter()
+        found = _downstream(model, store, shards, stats, docs, dev, seed)
+        if found is None:
+            notes.append("no downstream fidelity: the store's model could not be loaded")
+        else:
+            metrics.update({k: v.to_dict() for k, v in found.items()})
+        timings["downstream"] = time.perf_counter() - t1
     train_dead = float((model.tokens_since_fired >= model.config.dead_tokens).float().mean())
     metrics["dead_fraction_train"] = {"name": "dead_fraction_train", "value": train_dead, "ci_low": None, "ci_high": None,
                                       "n": int(model.config.d_sae), "details": {"dead_tokens": model.config.dead_tokens}}
@@ -254,7 +269,99 @@ def evaluate_sae(
         "latentatlas": __version__, "activations": store_name, "shards": shards, "n": stats.n, "seed": seed,
         "metrics": metrics, "density_histogram": stats.density_histogram(),
         "headline": {k: metrics[k]["value"] for k in HEADLINE if k in metrics}, "notes": notes,
-        "timings_s": {"total": round(time.perf_counter() - t0, 3)},
+        "timings_s": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(time.perf_counter() - t0, 3)},
     }
     run.write_metrics(report)
+    return report
+
+
+def _downstream(model, store: ActivationStore, shards: list[int], stats, docs: int, device, seed: int):
+    """Splice the SAE into the store's own model over up to ``docs`` documents of ``shards``."""
+    import torch
+
+    from .fidelity import causal_fidelity, encoder_fidelity
+    from .models.hf import load_transformer
+
+    spec = store.index.get("model")
+    if not spec:
+        return None
+    tf = load_transformer(spec, device=device)
+    ids = set()
+    for i in shards:
+        s = store.shards[i]
+        ids.update(range(s.first_doc, s.first_doc + s.docs))
+    table = store.documents()
+    texts = table[table["doc"].isin(ids)].sort_values("doc")["text"].tolist()[:docs]
+    if len(texts) < 2:
+        return None
+    prefix = tf.tokenizer.bos_token if store.index.get("prepend_bos") and tf.tokenizer.bos_token else ""
+    kw = dict(max_length=int(store.index.get("max_length", 128)), prefix=prefix, seed=seed)
+    if tf.causal:
+        return causal_fidelity(tf.model, tf.tokenizer, store.index["layer"], model, texts, **kw)
+    mean = torch.from_numpy(stats.mean().astype(np.float32))
+    return encoder_fidelity(tf.model, tf.tokenizer, store.index["layer"], model, texts, mean=mean, **kw)
+
+
+SWEEP_PARAM = {"topk": "k", "batchtopk": "k", "relu": "l1_coeff", "jumprelu": "l0_coeff"}
+
+
+def sweep_sae(
+    activations: str,
+    arch: str,
+    values: list[float],
+    *,
+    name: str | None = None,
+    atlas: Atlas | str | None = None,
+    downstream: bool = False,
+    eval_tokens: int = 200_000,
+    progress: bool = True,
+    command: str | None = None,
+    **train_kw: Any,
+) -> dict[str, Any]:
+    """``latentatlas sae sweep``: one SAE per value of the arch's sparsity knob (k, or λ), each trained and
+    evaluated, then the frontier (L0 and rate in bits against FVU) stored as a run of kind ``sae_sweep``
+    with its figure. Finished members are reused and half-trained ones resumed, so a sweep that was
+    stopped continues where it was."""
+    from . import figures as figs
+    from .models.sae import ARCHS
+
+    atlas = _atlas(atlas)
+    if arch not in ARCHS:
+        raise LatentAtlasError(f"--arch '{arch}' is not an SAE architecture; expected one of: {', '.join(ARCHS)}")
+    if not values:
+        raise LatentAtlasError("a sweep needs at least one value")
+    knob = SWEEP_PARAM[arch]
+    name = name or f"sweep-{arch}-{activations}"
+    atlas.activations(activations)  # the store must exist before anything is created
+    members = []
+    for v in values:
+        tag = f"{knob.split('_')[0]}{v:g}"
+        member = f"{name}-{tag}"
+        kw = dict(train_kw)
+        kw[knob] = int(v) if knob == "k" else float(v)
+        if atlas.has_run(member):
+            run = atlas.run(member)
+            if run.has_checkpoint or not run.has_model:
+                run, _ = train_sae(activations, arch, name=member, atlas=atlas, resume=True, progress=progress)
+        else:
+            run, _ = train_sae(activations, arch, name=member, atlas=atlas, progress=progress, **kw)
+        report = run.read_metrics()
+        if report is None or report.get("kind") != "sae":
+            report = evaluate_sae(run, tokens=eval_tokens, downstream=downstream, progress=progress)
+        m = report["metrics"]
+        members.append({"run": member, "label": f"{knob}={v:g}", "value": v, "l0": m["l0"]["value"], "fvu": m["fvu"]["value"],
+                        "fvu_low": m["fvu"]["ci_low"], "fvu_high": m["fvu"]["ci_high"], "rate_bits": m["rate_bits"]["value"],
+                        "rate_support_bits": m["rate_support_bits"]["value"], "dead_fraction": m["dead_fraction"]["value"],
+                        **({"embedding_cosine": m["embedding_cosine"]["value"]} if "embedding_cosine" in m else {}),
+                        **({"ce_loss_recovered": m["ce_loss_recovered"]["value"]} if "ce_loss_recovered" in m else {})})
+    config = {"name": name, "kind": "sae_sweep", "data": {"kind": "activations", "name": activations}, "arch": arch,
+              "param": knob, "values": list(values), "members": [p["run"] for p in members], "created_at": now_iso()}
+    sweep = atlas.run(name) if atlas.has_run(name) else atlas.create_run(name, config)
+    sweep.write_config(config)
+    fig_path = figs.save(figs.rate_distortion(members, title=f"{arch} SAEs on {activations}: sweep over {knob}"),
+                         sweep.figure_path("rate_distortion.png"))
+    report = {"run": name, "kind": "sae_sweep", "command": command or f"latentatlas sae sweep --activations {activations} --arch {arch}",
+              "created_at": now_iso(), "param": knob, "frontier": members, "figures": {"rate_distortion": str(fig_path)},
+              "headline": {}, "metrics": {}}
+    sweep.write_metrics(report)
     return report

@@ -25,7 +25,17 @@ import numpy as np
 
 from .bootstrap import Estimate, _percentiles, _rng
 
-__all__ = ["SAEStats", "relative_reconstruction_bias", "fvu"]
+__all__ = ["SAEStats", "relative_reconstruction_bias", "fvu", "support_bits", "VALUE_BITS"]
+
+VALUE_BITS = 16  # an active latent's value stored as float16
+
+
+def support_bits(density) -> float:
+    """Σ_i H_b(p_i): bits per token to code which latents are active, each latent an independent
+    Bernoulli with its firing rate p_i (ideal entropy coding; an upper bound on the support's entropy)."""
+    p = np.clip(np.asarray(density, dtype=np.float64), 0.0, 1.0)
+    q = p[(p > 0) & (p < 1)]
+    return float(-(q * np.log2(q) + (1 - q) * np.log2(1 - q)).sum())
 
 
 def _np(a) -> np.ndarray:
@@ -144,7 +154,16 @@ class SAEStats:
         out["dead_fraction"] = Estimate("dead_fraction", dead, None, None, self.n,
                                         {"ci": "a count over latents, not an estimate", "window_tokens": self.n})
         out["dense_fraction"] = Estimate("dense_fraction", dense, None, None, self.n, {"threshold": self.dense_threshold})
+        sb = support_bits(density)
+        out["rate_support_bits"] = Estimate("rate_support_bits", sb, None, None, self.n,
+                                            {"definition": "sum_i H_b(p_i), p_i = firing rate of latent i", "ci": "plug-in, no interval"})
+        out["rate_bits"] = Estimate("rate_bits", sb + VALUE_BITS * point["l0"], None, None, self.n,
+                                    {"definition": f"rate_support_bits + {VALUE_BITS} * L0 (active values as float16)", "ci": "plug-in, no interval"})
         return out
+
+    def mean(self) -> np.ndarray:
+        """The mean activation over the evaluated tokens (x̄ of the FVU)."""
+        return sum(b["sum"] for b in self.blocks) / max(self.n, 1)
 
     def density(self) -> np.ndarray:
         return self.fires / max(self.n, 1)
