@@ -319,6 +319,31 @@ class Run:
             raise LatentAtlasError(f"latent metadata '{path}' is missing or unreadable; re-run `latentatlas eval {self.name}`") from exc
         return arrays, rows
 
+    # SAE feature tables ----------------------------------------------------------------------------
+    @property
+    def features_dir(self) -> Path:
+        return self.path / "features"
+
+    def write_features(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        import torch
+
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        atomic_save_safetensors(self.features_dir / "features.safetensors", tensors)
+        atomic_write_json(self.features_dir / "features.json", meta)
+
+    def read_features(self) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        from .models.io import read_weights
+
+        path = self.features_dir / "features.safetensors"
+        if not path.is_file():
+            return None
+        arrays = {k: v.numpy() for k, v in read_weights(path).items()}
+        try:
+            meta = json.loads((self.features_dir / "features.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LatentAtlasError(f"feature table '{self.features_dir / 'features.json'}' is missing or corrupt; re-run `latentatlas sae eval {self.name}`") from exc
+        return arrays, meta
+
     # projections ------------------------------------------------------------------------------------
     @property
     def projections_dir(self) -> Path:

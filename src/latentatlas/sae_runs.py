@@ -203,6 +203,8 @@ def evaluate_sae(
     progress: bool = True,
     downstream: bool = True,
     docs: int = 256,
+    features: bool = True,
+    feature_tokens: int = 200_000,
 ) -> dict[str, Any]:
     """``latentatlas sae eval``: the streaming metrics on held-out tokens, written to metrics.json.
 
@@ -271,8 +273,44 @@ def evaluate_sae(
         "headline": {k: metrics[k]["value"] for k in HEADLINE if k in metrics}, "notes": notes,
         "timings_s": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(time.perf_counter() - t0, 3)},
     }
+    if features:
+        t1 = time.perf_counter()
+        scan_features(run, model=model, tokens=feature_tokens, device=dev, seed=seed, progress=progress)
+        report["timings_s"]["features"] = round(time.perf_counter() - t1, 3)
     run.write_metrics(report)
     return report
+
+
+def scan_features(run: Run, model=None, tokens: int = 200_000, device="cpu", seed: int = 0, progress: bool = False,
+                  batch_size: int = 1024) -> dict[str, Any]:
+    """The feature tables behind the explorer's feature pages, over the first ``tokens`` of the store
+    (analysis/sae_features.py), written to ``runs/<run>/features/``."""
+    import torch
+
+    from .analysis.sae_features import FeatureScan
+
+    cfg = run.config()
+    model = model if model is not None else load_sae(run)
+    model.to(device).eval()
+    store = run.atlas.activations(cfg["data"]["name"])
+    store.check_width(model.config.d_in, f"SAE '{run.name}'")
+    scan = FeatureScan(model.config.d_sae, seed=seed)
+
+    def codes():
+        for first_row, a in store.iter_chunks(rows=batch_size, limit=tokens):
+            with torch.inference_mode():
+                f = model.encode(torch.from_numpy(a).to(device)).cpu()
+            yield first_row, f
+
+    for first_row, f in codes():
+        scan.first(f, torch.arange(first_row, first_row + len(f)))
+    token_ids = torch.from_numpy(np.concatenate([store.shard_tokens(i)["token_id"].to_numpy() for i in range(len(store.shards))]))
+    for first_row, f in codes():
+        scan.second(f, torch.arange(first_row, first_row + len(f)), token_ids[first_row : first_row + len(f)])
+    tables = scan.result()
+    meta = {"activations": store.name, "n_tokens": tables.n_tokens, "k": scan.k, "bins": scan.bins, "created_at": now_iso()}
+    run.write_features(tables.arrays(), meta)
+    return meta
 
 
 def _downstream(model, store: ActivationStore, shards: list[int], stats, docs: int, device, seed: int):

@@ -374,6 +374,10 @@ def create_app(atlas_root: str | os.PathLike | None = None) -> FastAPI:
         return _json({"k": k, "components": components.tolist(), "explained_variance_ratio": ratio.tolist(),
                       "mean": mean.tolist(), "std": std.tolist()})
 
+    from .sae_routes import add_sae_routes
+
+    add_sae_routes(app, cache, get_run, ApiError)
+
     from .frontend import mount_frontend
 
     mount_frontend(app)

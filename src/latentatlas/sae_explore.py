@@ -1,0 +1,293 @@
+"""What the explorer shows about an SAE: the feature list, a feature's page, the text probe, steering.
+
+``SAEExplorer(run)`` loads lazily what each question needs (the SAE, its feature tables from
+``sae eval``, the store's token table, the transformer for the probe and steering) and answers in plain
+dicts, so the server is a thin layer over it and a notebook can use it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from .atlas import Run
+from .errors import LatentAtlasError
+
+CONTEXT = 10  # tokens either side of an example
+MAX_PROBE_CHARS = 4000
+
+
+def display_tokens(tokens: list[str]) -> list[str]:
+    """Token strings as they read in running text: WordPiece '##' pieces join the previous token,
+    byte-level BPE 'Ġ'/'Ċ' become a space/newline, any other WordPiece token gets a leading space."""
+    out = []
+    for i, t in enumerate(tokens):
+        if t.startswith("##"):
+            out.append(t[2:])
+        elif t.startswith(("Ġ", "Ċ")) or any(ch in t for ch in "ĠĊ"):
+            out.append(t.replace("Ġ", " ").replace("Ċ", "\n"))
+        elif t.startswith("▁"):  # sentencepiece
+            out.append(" " + t[1:])
+        else:
+            out.append(t if i == 0 else " " + t)
+    return out
+
+
+class SAEExplorer:
+    def __init__(self, run: Run):
+        self.run = run
+        cfg = run.config()
+        if cfg.get("kind") != "sae":
+            raise LatentAtlasError(f"run '{run.name}' is a {cfg.get('kind')}, not an SAE")
+        self.cfg = cfg
+        self.store = run.atlas.activations(cfg["data"]["name"])
+        self._lock = threading.RLock()
+        self._sae = self._tables = self._tokens = self._tf = self._index = None
+
+    # -- lazily loaded pieces ----------------------------------------------------------------------
+    @property
+    def sae(self):
+        with self._lock:
+            if self._sae is None:
+                self._sae = self.run.load_model().eval()
+            return self._sae
+
+    @property
+    def tables(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        with self._lock:
+            if self._tables is None:
+                got = self.run.read_features()
+                if got is None:
+                    raise LatentAtlasError(f"run '{self.run.name}' has no feature tables yet; run `latentatlas sae eval {self.run.name}`")
+                self._tables = got
+            return self._tables
+
+    @property
+    def tokens(self):
+        with self._lock:
+            if self._tokens is None:
+                t = self.store.tokens()
+                t["text"] = display_tokens(t["token"].tolist())
+                self._tokens = t
+            return self._tokens
+
+    @property
+    def transformer(self):
+        from .models.hf import load_transformer
+
+        with self._lock:
+            if self._tf is None:
+                self._tf = load_transformer(self.store.index["model"], device="cpu")
+            return self._tf
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.sae.config.d_sae)
+
+    def _check_feature(self, i: int) -> int:
+        if not 0 <= i < self.d_sae:
+            raise LatentAtlasError(f"feature {i} is out of range; this SAE has features 0..{self.d_sae - 1}")
+        return i
+
+    # -- the feature list --------------------------------------------------------------------------
+    def feature_list(self, sort: str = "density", order: str = "desc", offset: int = 0, limit: int = 100,
+                     token: str | None = None) -> dict[str, Any]:
+        a, meta = self.tables
+        density = a["fires"] / max(meta["n_tokens"], 1)
+        keys = {"density": density, "max_act": a["max_act"], "id": np.arange(self.d_sae)}
+        if sort not in keys:
+            raise LatentAtlasError(f"sort '{sort}' is not a feature column; expected density, max_act or id")
+        ids = np.arange(self.d_sae)
+        if token:
+            vocab = self._vocab_ids(token)
+            ids = ids[np.isin(a["token_ids"][:, :3], vocab).any(1)]
+        ids = ids[np.argsort(keys[sort][ids], kind="stable")]
+        if order == "desc":
+            ids = ids[::-1]
+        page = ids[offset : offset + limit]
+        items = [{"id": int(i), "density": float(density[i]), "max_act": float(a["max_act"][i]),
+                  "top_tokens": self._token_texts(a["token_ids"][i][:3])} for i in page]
+        return {"total": int(len(ids)), "offset": offset, "n_tokens": meta["n_tokens"], "items": items}
+
+    def _vocab_ids(self, token: str) -> np.ndarray:
+        t = self.tokens
+        norm = t["text"].str.strip().str.lower()
+        return np.unique(t.loc[norm == token.strip().lower(), "token_id"].to_numpy())
+
+    def _token_texts(self, ids: np.ndarray) -> list[str]:
+        lookup = self._token_lookup()
+        return [lookup.get(int(i), "?") for i in ids if i >= 0]
+
+    def _token_lookup(self) -> dict[int, str]:
+        if not hasattr(self, "_lookup"):
+            t = self.tokens.drop_duplicates("token_id")
+            self._lookup = dict(zip(t["token_id"].astype(int), t["text"].str.strip()))
+        return self._lookup
+
+    # -- one feature's page --------------------------------------------------------------------------
+    def _context(self, row: int, feature: int) -> dict[str, Any]:
+        t = self.tokens
+        lo, hi = max(0, row - CONTEXT), min(len(t), row + CONTEXT + 1)
+        doc = int(t["doc"].iat[row])
+        same = (t["doc"].iloc[lo:hi] == doc).to_numpy()
+        rows = np.arange(lo, hi)[same]
+        with torch.inference_mode():
+            acts = self.sae.encode(torch.from_numpy(self.store.span(int(rows[0]), int(rows[-1]) + 1)))[:, feature].numpy()
+        return {"row": row, "doc": doc, "act": float(acts[row - rows[0]]), "focus": int(row - rows[0]),
+                "tokens": [{"t": t["text"].iat[r], "a": round(float(v), 4)} for r, v in zip(rows, acts)]}
+
+    def feature_page(self, i: int, examples: int = 20) -> dict[str, Any]:
+        self._check_feature(i)
+        a, meta = self.tables
+        n = max(meta["n_tokens"], 1)
+        top = [int(r) for r in a["top_rows"][i][:examples] if r >= 0]
+        width = float(a["max_act"][i]) / meta["bins"] if a["max_act"][i] > 0 else 0.0
+        quantiles = []
+        for b in np.nonzero(a["bin_rows"][i] >= 0)[0]:
+            quantiles.append({"bin": [b * width, (b + 1) * width], "count": int(a["hist"][i][b]),
+                              **self._context(int(a["bin_rows"][i][b]), i)})
+        # spread the quantile examples: at most 8, evenly over the bins that have one
+        if len(quantiles) > 8:
+            quantiles = [quantiles[j] for j in sorted({int(round(x)) for x in np.linspace(0, len(quantiles) - 1, 8)})]
+        from .analysis.sae_features import decoder_neighbours
+
+        w = self.sae.W_dec.detach().numpy()
+        scanned = self.tokens["token_id"].to_numpy()[:n]
+        freq = np.bincount(scanned, minlength=int(max(scanned.max(initial=0), a["token_ids"].max(initial=0)) + 1))
+        toks = [{"token": s, "count": int(c), "share": float(c / max(freq[tid], 1))}
+                for tid, c, s in zip(a["token_ids"][i], a["token_counts"][i], self._token_texts(a["token_ids"][i])) if tid >= 0]
+        return {
+            "id": i, "n_tokens": meta["n_tokens"], "fires": int(a["fires"][i]), "density": float(a["fires"][i] / n),
+            "max_act": float(a["max_act"][i]),
+            "histogram": {"edges": [b * width for b in range(meta["bins"] + 1)], "counts": a["hist"][i].tolist()},
+            "top": [self._context(r, i) for r in top],
+            "quantiles": quantiles,
+            "neighbours": [{"id": j, "cos": c, "top_tokens": self._token_texts(a["token_ids"][j][:3])} for j, c in decoder_neighbours(w, i)],
+            "top_tokens": toks,
+        }
+
+    # -- the probe: which features fire on each token of a text ------------------------------------
+    def _encode_text(self, text: str):
+        from .capture import run_to
+
+        if not text.strip():
+            raise LatentAtlasError("the text is empty; type something to probe")
+        if len(text) > MAX_PROBE_CHARS:
+            raise LatentAtlasError(f"the text is {len(text)} characters long; the probe takes at most {MAX_PROBE_CHARS}")
+        tf = self.transformer
+        tok = tf.tokenizer
+        prefix = tok.bos_token if self.store.index.get("prepend_bos") and tok.bos_token else ""
+        enc = tok([prefix + text], truncation=True, max_length=int(self.store.index.get("max_length", 128)),
+                  return_special_tokens_mask=True, return_tensors="pt")
+        special = enc.pop("special_tokens_mask")[0].bool() | torch.isin(enc["input_ids"][0], torch.tensor(sorted(set(tok.all_special_ids))))
+        h = run_to(tf.model, self.store.index["layer"], dict(enc))[0].float()
+        with torch.inference_mode():
+            f = self.sae.encode(h)
+        return enc, special, h, f
+
+    def probe(self, text: str, per_token: int = 5, top: int = 20) -> dict[str, Any]:
+        enc, special, _, f = self._encode_text(text)
+        names = self.transformer.tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+        shown = display_tokens(names)
+        tokens = []
+        fa = f.numpy()
+        fa[special.numpy()] = 0
+        for j, (s, sp) in enumerate(zip(shown, special.tolist())):
+            idx = np.argsort(-fa[j])[:per_token]
+            tokens.append({"t": s, "special": bool(sp),
+                           "features": [{"id": int(k), "a": round(float(fa[j, k]), 4)} for k in idx if fa[j, k] > 0]})
+        peak = fa.max(0)
+        order = np.argsort(-peak)[:top]
+        return {"tokens": tokens, "features": [{"id": int(k), "max": float(peak[k]), "count": int((fa[:, k] > 0).sum()),
+                                                 "top_tokens": self._top_tokens_or_none(int(k))} for k in order if peak[k] > 0]}
+
+    def _top_tokens_or_none(self, k: int) -> list[str]:
+        try:
+            return self._token_texts(self.tables[0]["token_ids"][k][:3])
+        except LatentAtlasError:  # no feature tables yet: the probe still works
+            return []
+
+    # -- steering ------------------------------------------------------------------------------------
+    def direction(self, feature: int | None = None, text_a: str | None = None, text_b: str | None = None) -> tuple[torch.Tensor, str]:
+        """A raw-space direction at the layer: one feature's decoder row scaled to its largest seen
+        activation, or the decoded difference of two texts' mean codes (text_a − text_b)."""
+        sae = self.sae
+        with torch.inference_mode():
+            if feature is not None:
+                self._check_feature(feature)
+                try:
+                    peak = float(self.tables[0]["max_act"][feature]) or 1.0
+                except LatentAtlasError:
+                    peak = 1.0
+                return sae.W_dec[feature] * peak / sae.input_scale, f"feature {feature} × its max activation {peak:.3g}"
+            if not (text_a and text_b):
+                raise LatentAtlasError("steering needs a feature, or two texts (a and b) whose codes to subtract")
+            means = []
+            for t in (text_a, text_b):
+                _, special, _, f = self._encode_text(t)
+                keep = ~special
+                if not keep.any():
+                    raise LatentAtlasError(f"text '{t[:40]}' has no ordinary tokens to encode")
+                means.append(f[keep].mean(0))
+            return (means[0] - means[1]) @ sae.W_dec / sae.input_scale, "code(a) − code(b), decoded"
+
+    def _corpus_index(self, docs: int = 512):
+        with self._lock:
+            if self._index is None:
+                from .fidelity import _embed
+
+                tf = self.transformer
+                table = self.store.documents().sort_values("doc").head(docs)
+                texts, embs = table["text"].tolist(), []
+                with torch.inference_mode():
+                    for a in range(0, len(texts), 32):
+                        enc = tf.tokenizer(texts[a : a + 32], padding=True, truncation=True, max_length=128, return_tensors="pt")
+                        embs.append(_embed(tf.model, dict(enc)))
+                self._index = (table["doc"].to_numpy(), texts, table["source"].tolist(), torch.cat(embs).numpy())
+            return self._index
+
+    def steer(self, text: str, alpha: float = 4.0, feature: int | None = None, text_a: str | None = None,
+              text_b: str | None = None, k: int = 5) -> dict[str, Any]:
+        from .capture import spliced
+        from .fidelity import _embed
+
+        if not np.isfinite(alpha) or abs(alpha) > 1000:
+            raise LatentAtlasError(f"alpha {alpha} is out of range; expected a number between -1000 and 1000")
+        delta, what = self.direction(feature, text_a, text_b)
+        enc, special, _, _ = self._encode_text(text)
+        tf = self.transformer
+        mask = ~special[None, :]
+
+        def add(out: torch.Tensor) -> torch.Tensor:
+            new = out.clone()
+            new[mask] += alpha * delta.to(out.dtype)
+            return new
+
+        result: dict[str, Any] = {"direction": what, "alpha": alpha, "delta_norm": float(alpha * delta.norm())}
+        with torch.inference_mode():
+            if tf.causal:
+                before = torch.softmax(tf.model(**enc).logits[0, -1].float(), -1)
+                with spliced(tf.model, self.store.index["layer"], add):
+                    after = torch.softmax(tf.model(**enc).logits[0, -1].float(), -1)
+                tok = tf.tokenizer
+
+                def top(p):
+                    v, i = torch.topk(p, 10)
+                    return [{"token": display_tokens(tok.convert_ids_to_tokens([int(j)]))[0], "p": float(x)} for x, j in zip(v, i)]
+
+                result.update({"kind": "next_token", "before": top(before), "after": top(after)})
+                return result
+            e0 = _embed(tf.model, dict(enc))[0]
+            with spliced(tf.model, self.store.index["layer"], add):
+                e1 = _embed(tf.model, dict(enc))[0]
+        ids, texts, sources, index = self._corpus_index()
+        def near(e):
+            sims = index @ e.numpy()
+            order = np.argsort(-sims)[:k]
+            return [{"doc": int(ids[j]), "source": sources[j], "text": texts[j][:300], "cos": float(sims[j])} for j in order]
+        result.update({"kind": "embedding", "cos_before_after": float(e0 @ e1), "before": near(e0), "after": near(e1),
+                       "corpus_docs": int(len(ids))})
+        return result

@@ -1,0 +1,68 @@
+"""The SAE lab's routes: feature list, feature pages, the text probe and steering (sae_explore.py does
+the work; this file only checks requests and caches one explorer per run version)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import FastAPI, Query
+from pydantic import BaseModel, Field
+
+from ..atlas import Run
+from ..errors import LatentAtlasError
+from .cache import RunCache, _mtime
+
+
+class ProbeBody(BaseModel):
+    text: str = Field(..., description="text to run through the model (at most 4,000 characters)")
+
+
+class SteerBody(BaseModel):
+    text: str = Field(..., description="the text to steer")
+    alpha: float = Field(4.0, description="how far to move along the direction (−1000..1000)")
+    feature: int | None = Field(None, description="steer along this feature's decoder direction")
+    a: str | None = Field(None, description="or along code(a) − code(b): text a")
+    b: str | None = Field(None, description="text b")
+
+
+def add_sae_routes(app: FastAPI, cache: RunCache, get_run, ApiError) -> None:
+    from ..sae_explore import SAEExplorer
+
+    def explorer(name: str, tables: bool = False) -> SAEExplorer:
+        run: Run = get_run(name)
+        cfg = run.config()
+        if cfg.get("kind") != "sae":
+            raise ApiError(422, f"run '{name}' is a {cfg.get('kind', '?')}, not a sparse autoencoder")
+        if tables and not (run.features_dir / "features.safetensors").is_file():
+            raise ApiError(404, f"run '{name}' has no feature tables yet; run `latentatlas sae eval {name}`")
+        key = ("sae", run.name, _mtime(run.path / "model.safetensors"), _mtime(run.features_dir / "features.safetensors"))
+        try:
+            return cache.get(key, lambda: SAEExplorer(run))
+        except LatentAtlasError as exc:
+            raise ApiError(404, str(exc)) from None
+
+    @app.get("/api/runs/{run}/features", summary="The SAE's features, sortable by density or max activation")
+    def features(run: str, sort: Literal["density", "max_act", "id"] = "density", order: Literal["asc", "desc"] = "desc",
+                 offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
+                 token: str | None = Query(None, max_length=100, description="only features whose top tokens include it")):
+        return explorer(run, tables=True).feature_list(sort=sort, order=order, offset=offset, limit=limit, token=token)
+
+    @app.get("/api/runs/{run}/features/{feature}", summary="One feature's page: contexts, quantiles, histogram, neighbours, tokens")
+    def feature_page(run: str, feature: int):
+        x = explorer(run, tables=True)
+        if not 0 <= feature < x.d_sae:
+            raise ApiError(422, f"feature {feature} is out of range; this SAE has features 0..{x.d_sae - 1}")
+        return x.feature_page(feature)
+
+    @app.post("/api/runs/{run}/probe", summary="Which features fire on each token of a text")
+    def probe(run: str, body: ProbeBody):
+        return explorer(run).probe(body.text)
+
+    @app.post("/api/runs/{run}/steer", summary="Add a feature's direction (or a difference of two texts' codes) at the layer")
+    def steer(run: str, body: SteerBody):
+        x = explorer(run)
+        if body.feature is None and not (body.a and body.b):
+            raise ApiError(422, "steering needs 'feature', or both 'a' and 'b'")
+        if body.feature is not None and not 0 <= body.feature < x.d_sae:
+            raise ApiError(422, f"feature {body.feature} is out of range; this SAE has features 0..{x.d_sae - 1}")
+        return x.steer(body.text, alpha=body.alpha, feature=body.feature, text_a=body.a, text_b=body.b)

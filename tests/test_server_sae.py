@@ -1,0 +1,104 @@
+"""The SAE lab's API routes over a tiny real atlas: a BERT store, a TopK SAE with its feature tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from latentatlas.sae_runs import capture_store, evaluate_sae, train_sae
+from latentatlas.server import create_app
+
+
+@pytest.fixture(scope="module")
+def sae_atlas(tiny_tf, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sae-atlas")
+    capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=1200, name="acts", atlas=root, shard_tokens=200, progress=False)
+    run, _ = train_sae("acts", "topk", expansion=4, k=4, steps=80, batch_size=64, lr=3e-3, name="s", atlas=root, progress=False)
+    evaluate_sae(run, progress=False, downstream=False)
+    train_sae("acts", "topk", expansion=2, k=4, steps=5, batch_size=64, name="bare", atlas=root, progress=False)  # no eval
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(sae_atlas):
+    with TestClient(create_app(sae_atlas)) as c:
+        yield c
+
+
+def test_feature_list_sorts_pages_and_filters(client):
+    r = client.get("/api/runs/s/features", params={"limit": 1000})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["total"] == 128 and len(body["items"]) == 128 and body["n_tokens"] == 1200
+    dens = [i["density"] for i in body["items"]]
+    assert dens == sorted(dens, reverse=True)
+    by_max = client.get("/api/runs/s/features", params={"sort": "max_act", "order": "asc", "limit": 1000}).json()["items"]
+    assert [i["max_act"] for i in by_max] == sorted(i["max_act"] for i in by_max)
+    page2 = client.get("/api/runs/s/features", params={"offset": 10, "limit": 5}).json()["items"]
+    assert [i["id"] for i in page2] == [i["id"] for i in body["items"][10:15]]
+    word = body["items"][0]["top_tokens"][0]
+    hits = client.get("/api/runs/s/features", params={"token": word, "limit": 1000}).json()
+    assert 1 <= hits["total"] <= 128 and all(word.lower() in [t.lower() for t in i["top_tokens"]] for i in hits["items"])
+    assert client.get("/api/runs/s/features", params={"sort": "colour"}).status_code == 422
+    assert client.get("/api/runs/nope/features").status_code == 404
+    r = client.get("/api/runs/bare/features")
+    assert r.status_code == 404 and "sae eval bare" in r.json()["detail"]
+
+
+def test_feature_page_is_consistent(client):
+    fid = client.get("/api/runs/s/features").json()["items"][0]["id"]
+    page = client.get(f"/api/runs/s/features/{fid}").json()
+    assert page["id"] == fid and page["fires"] == sum(page["histogram"]["counts"])
+    assert page["density"] == pytest.approx(page["fires"] / 1200)
+    acts = [ex["act"] for ex in page["top"]]
+    assert acts == sorted(acts, reverse=True) and acts[0] == pytest.approx(page["max_act"], rel=1e-5)
+    for ex in page["top"]:  # the highlighted token is the example's own, with its activation
+        assert ex["tokens"][ex["focus"]]["a"] == pytest.approx(ex["act"], abs=1e-3)
+        assert len(ex["tokens"]) <= 21
+    for q in page["quantiles"]:
+        assert q["bin"][0] - 1e-6 <= q["act"] <= q["bin"][1] + 1e-6
+    assert len(page["neighbours"]) == 10 and all(-1 <= n["cos"] <= 1 for n in page["neighbours"])
+    assert page["top_tokens"] and all(0 < t["share"] <= 1 for t in page["top_tokens"])
+    assert client.get("/api/runs/s/features/128").status_code == 422
+    assert client.get("/api/runs/s/features/-1").status_code == 422
+
+
+def test_probe(client):
+    r = client.post("/api/runs/s/probe", json={"text": "Return the number of items in the container."})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    toks = body["tokens"]
+    assert toks[0]["special"] and toks[0]["t"] == "[CLS]" and toks[0]["features"] == []
+    assert toks[-1]["special"] and not toks[1]["special"]
+    assert all(len(t["features"]) <= 4 for t in toks)  # TopK with k=4
+    peaks = [f["max"] for f in body["features"]]
+    assert peaks == sorted(peaks, reverse=True)
+    for bad in ({"text": ""}, {"text": "   "}, {"text": "x" * 5000}, {}):
+        assert client.post("/api/runs/s/probe", json=bad).status_code == 422
+
+
+def test_steer(client):
+    fid = client.get("/api/runs/s/features").json()["items"][0]["id"]
+    same = client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": fid, "alpha": 0}).json()
+    assert same["kind"] == "embedding" and same["cos_before_after"] == pytest.approx(1.0, abs=1e-5)
+    assert [d["doc"] for d in same["before"]] == [d["doc"] for d in same["after"]]
+    moved = client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": fid, "alpha": 50}).json()
+    assert moved["cos_before_after"] < 0.999 and len(moved["after"]) == 5
+    diff = client.post("/api/runs/s/steer", json={"text": "Open the file.", "a": "a list of items", "b": "a dictionary", "alpha": 3})
+    assert diff.status_code == 200 and "code(a)" in diff.json()["direction"]
+    assert client.post("/api/runs/s/steer", json={"text": "x"}).status_code == 422
+    assert client.post("/api/runs/s/steer", json={"text": "x", "feature": 999}).status_code == 422
+    assert client.post("/api/runs/s/steer", json={"text": "x", "feature": 0, "alpha": 1e9}).status_code == 422
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
+@given(text=st.text(max_size=300), alpha=st.floats(allow_nan=True, allow_infinity=True), feature=st.integers(-5, 200))
+def test_no_request_is_a_server_error(client, text, alpha, feature):
+    r = client.post("/api/runs/s/probe", json={"text": text})
+    assert r.status_code in (200, 422), r.text
+    r = client.post("/api/runs/s/steer", content=f'{{"text": {__import__("json").dumps(text)}, "alpha": {alpha}, "feature": {feature}}}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code in (200, 422), r.text
