@@ -102,3 +102,10 @@ def test_no_request_is_a_server_error(client, text, alpha, feature):
     r = client.post("/api/runs/s/steer", content=f'{{"text": {__import__("json").dumps(text)}, "alpha": {alpha}, "feature": {feature}}}',
                     headers={"content-type": "application/json"})
     assert r.status_code in (200, 422), r.text
+
+
+def test_display_tokens_reads_like_text():
+    from latentatlas.sae_explore import display_tokens
+
+    assert "".join(display_tokens(["return", "the", "count", "##er", "(", "x", ")", "."])) == "return the counter (x)."
+    assert "".join(display_tokens(["Open", "Ġthe", "Ġfile", ".", "Ċ", "Done"])) == "Open the file.\nDone"

@@ -17,22 +17,27 @@ from .atlas import Run
 from .errors import LatentAtlasError
 
 CONTEXT = 10  # tokens either side of an example
+_CLOSERS = {".", ",", ";", ":", "!", "?", ")", "]", "}", "%"}
+_OPENERS = {"(", "[", "{"}
 MAX_PROBE_CHARS = 4000
 
 
 def display_tokens(tokens: list[str]) -> list[str]:
-    """Token strings as they read in running text: WordPiece '##' pieces join the previous token,
-    byte-level BPE 'Ġ'/'Ċ' become a space/newline, any other WordPiece token gets a leading space."""
+    """Token strings as they read in running text. Byte-level BPE (GPT-2: 'Ġ' marks a space, 'Ċ' a
+    newline) and sentencepiece ('▁') carry their own spaces; WordPiece (BERT) gets a space before each
+    word except '##' continuations, closing punctuation and what follows an opening bracket."""
+    if any(("Ġ" in t or "Ċ" in t) for t in tokens):
+        return [t.replace("Ġ", " ").replace("Ċ", "\n") for t in tokens]
+    if any(t.startswith("▁") for t in tokens):
+        return [t.replace("▁", " ") for t in tokens]
     out = []
     for i, t in enumerate(tokens):
         if t.startswith("##"):
             out.append(t[2:])
-        elif t.startswith(("Ġ", "Ċ")) or any(ch in t for ch in "ĠĊ"):
-            out.append(t.replace("Ġ", " ").replace("Ċ", "\n"))
-        elif t.startswith("▁"):  # sentencepiece
-            out.append(" " + t[1:])
+        elif i == 0 or t in _CLOSERS or tokens[i - 1] in _OPENERS:
+            out.append(t)
         else:
-            out.append(t if i == 0 else " " + t)
+            out.append(" " + t)
     return out
 
 

@@ -105,10 +105,36 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def server(atlas_root):
     """The explorer served by uvicorn in a daemon thread; yields its base URL (no trailing slash)."""
+    yield from _serve(atlas_root)
+
+
+SAE_RUN = "s"
+
+
+@pytest.fixture(scope="session")
+def sae_atlas_root(tmp_path_factory, tiny_tf):
+    """An atlas with a tiny BERT's activation store and an evaluated TopK SAE ``s`` (128 features)."""
+    from latentatlas.sae_runs import capture_store, evaluate_sae, sweep_sae, train_sae
+
+    root = tmp_path_factory.mktemp("sae-browser-atlas")
+    capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=1200, name="acts", atlas=root, shard_tokens=200, progress=False)
+    run, _ = train_sae("acts", "topk", expansion=4, k=4, steps=80, batch_size=64, lr=3e-3, name=SAE_RUN, atlas=root, progress=False)
+    evaluate_sae(run, progress=False)
+    sweep_sae("acts", "topk", [2, 8], name="sw", atlas=root, progress=False, expansion=2, steps=30, batch_size=64, lr=3e-3)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sae_server(sae_atlas_root):
+    yield from _serve(sae_atlas_root)
+
+
+def _serve(root):
     import uvicorn
 
     from latentatlas.server.app import create_app
 
+    atlas_root = root
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(create_app(atlas_root), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)

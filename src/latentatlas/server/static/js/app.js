@@ -3,9 +3,17 @@ import * as api from "./api.js";
 import * as state from "./state.js";
 import * as mapView from "./map.js";
 import * as panels from "./panels.js";
+import * as sae from "./sae.js";
+import { $ } from "./util.js";
 
-const $ = (id) => document.getElementById(id);
 let ctx = null;
+// the views each kind of run has, in tab order
+const TABS = {
+  vae: [["map", "Map"], ["traverse", "Traverse"], ["interp", "Interpolate"], ["metrics", "Metrics"]],
+  sae: [["features", "Features"], ["probe", "Probe"], ["steer", "Steer"], ["metrics", "Metrics"]],
+  sae_sweep: [["metrics", "Frontier"]],
+};
+const SECTIONS = ["runs-view", "metrics-view", "explore-view", "sae-view", "probe-view", "steer-view"];
 
 function showError(err) {
   const box = $("error");
@@ -18,13 +26,18 @@ function showError(err) {
 async function loadRun(run) {
   if (ctx && ctx.run === run) return ctx;
   const info = await api.json(api.runPath(run));
+  const kind = info.config.kind;
+  if (kind === "sae" || kind === "sae_sweep") {
+    ctx = { run, info, family: kind, select };
+    return ctx;
+  }
   if (!info.has_latents) throw new Error(`run ${run} has no stored latents yet; run \`latentatlas eval ${run}\``);
   // Everything per row travels as float32 binary, fetched when first needed: the projection for the map,
   // one column to colour by, and the latent means (N×D, the largest) only to colour by a latent dim.
   const latents = await api.json(`${api.runPath(run)}/latents/meta`);
   latents.values = {};
   const factorCols = latents.columns.filter((c) => !["index", "recon_error"].includes(c));
-  ctx = { run, info, latents, mu: null, defaultColor: factorCols[0] || "recon_error", path: null, select };
+  ctx = { run, info, family: "vae", latents, mu: null, defaultColor: factorCols[0] || "recon_error", path: null, select };
   const colorSel = $("color-select");
   colorSel.innerHTML = mapView.colorOptions(latents).map((o) => `<option>${o}</option>`).join("");
   return ctx;
@@ -37,19 +50,45 @@ function select(row) {
 }
 window.latentatlas = { select, state };
 
+function showTabs(family, view) {
+  const nav = $("tabs");
+  const want = (TABS[family] || []).map(([v, label]) => `<a data-view="${v}">${label}</a>`).join("");
+  if (nav.dataset.family !== family) {
+    nav.innerHTML = want;
+    nav.dataset.family = family;
+    for (const a of nav.querySelectorAll("a")) a.addEventListener("click", () => state.set({ view: a.dataset.view }, { push: true }));
+  }
+  for (const a of nav.querySelectorAll("a")) a.classList.toggle("active", a.dataset.view === view);
+}
+
+function show(section) {
+  for (const id of SECTIONS) $(id).hidden = id !== section;
+}
+
 async function render() {
   const run = state.get("run");
-  const view = run ? state.get("view", "map") : "runs";
-  for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.view === view);
-  $("tabs").hidden = !run;
-  $("run-name").textContent = run || "";
-  $("runs-view").hidden = view !== "runs";
-  $("metrics-view").hidden = view !== "metrics";
-  $("explore-view").hidden = !["map", "traverse", "interp"].includes(view);
   delete document.body.dataset.ready;
-  if (view === "runs") { await panels.runsView(); document.body.dataset.ready = view; return; }
+  $("run-name").textContent = run || "";
+  $("tabs").hidden = !run;
+  if (!run) {
+    show("runs-view");
+    await panels.runsView();
+    document.body.dataset.ready = "runs";
+    return;
+  }
   const c = await loadRun(run);
-  if (view === "metrics") { await panels.metricsView(c); document.body.dataset.ready = view; return; }
+  const views = (TABS[c.family] || []).map(([v]) => v);
+  const view = views.includes(state.get("view")) ? state.get("view") : views[0];
+  showTabs(c.family, view);
+  if (view === "metrics") { show("metrics-view"); await panels.metricsView(c); document.body.dataset.ready = view; return; }
+  if (c.family === "sae") {
+    const section = { features: "sae-view", probe: "probe-view", steer: "steer-view" }[view];
+    show(section);
+    await { features: sae.featuresView, probe: sae.probeView, steer: sae.steerView }[view](c);
+    document.body.dataset.ready = view;
+    return;
+  }
+  show("explore-view");
   $("proj-select").value = state.get("proj", "pca");
   $("color-select").value = state.get("color") || c.defaultColor;
   $("inspect-panel").hidden = view !== "map";
@@ -75,7 +114,6 @@ function rerender() {
 
 // the traversal keeps its slider positions in `t` for sharing; they need no re-render
 state.onChange((changes) => { if (!Object.keys(changes).every((k) => k === "t")) rerender(); });
-for (const a of document.querySelectorAll("#tabs a")) a.addEventListener("click", () => state.set({ view: a.dataset.view }, { push: true }));
 $("proj-select").addEventListener("change", (e) => state.set({ proj: e.target.value }));
 $("color-select").addEventListener("change", (e) => state.set({ color: e.target.value }));
 rerender();

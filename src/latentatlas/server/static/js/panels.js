@@ -1,25 +1,24 @@
 // The right-hand panels (inspector, traversal, interpolation) and the full-page runs and metrics views.
 import * as api from "./api.js";
 import * as state from "./state.js";
+import { $, esc, fmt } from "./util.js";
 
-const $ = (id) => document.getElementById(id);
-// round-off below 1e-12 (a bootstrap bound of 1.4e-17, say) is shown as 0
-const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Math.abs(v) < 1e-12 ? "0" : Number(v).toPrecision(d));
-const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+// the view a run opens in, by its kind
+export const firstView = (kind) => (kind === "sae" ? "features" : kind === "sae_sweep" ? "metrics" : "map");
 
 // -- runs ----------------------------------------------------------------------------------------
 export async function runsView() {
   const runs = await api.json("/api/runs");
-  const keys = ["mig", "dci_disentanglement", "factor_vae", "active_units", "recon_error"]
+  const keys = ["mig", "dci_disentanglement", "factor_vae", "active_units", "recon_error", "l0", "fvu", "embedding_cosine", "ce_loss_recovered"]
     .filter((k) => runs.some((r) => k in (r.metrics || {})));
-  const rows = runs.map((r) => `<tr class="clickable" data-run="${esc(r.name)}"><td>${esc(r.name)}</td><td>${esc(r.kind)}</td>
+  const rows = runs.map((r) => `<tr class="clickable" data-run="${esc(r.name)}" data-kind="${esc(r.kind)}"><td>${esc(r.name)}</td><td>${esc(r.kind)}</td>
     <td>${esc(r.data)}</td><td class="num">${r.steps ?? ""}</td><td>${esc((r.created_at || "").replace("T", " ").slice(0, 16))}</td>
     ${keys.map((k) => `<td class="num">${fmt((r.metrics || {})[k])}</td>`).join("")}</tr>`).join("");
   $("runs-view").innerHTML = `<h2>Runs</h2>${runs.length ? `<table id="runs-table"><thead><tr><th>run</th><th>kind</th><th>data</th>
     <th class="num">steps</th><th>created</th>${keys.map((k) => `<th class="num">${esc(k)}</th>`).join("")}</tr></thead><tbody>${rows}</tbody></table>`
     : `<p class="muted">No runs yet. Train one: <code>latentatlas train vae --data digits</code></p>`}`;
   for (const tr of document.querySelectorAll("#runs-table tr[data-run]")) {
-    tr.addEventListener("click", () => state.set({ run: tr.dataset.run, view: "map", sel: null, color: null }, { push: true }));
+    tr.addEventListener("click", () => state.set({ run: tr.dataset.run, view: firstView(tr.dataset.kind), sel: null, color: null, feat: null }, { push: true }));
   }
 }
 
@@ -146,21 +145,60 @@ export async function metricsView(ctx) {
   const view = $("metrics-view");
   let m = null;
   try { m = await api.json(`${api.runPath(ctx.run)}/metrics`); } catch (e) { view.innerHTML = `<h2>Metrics</h2><p class="muted">${esc(e.message)}</p>`; return; }
+  if (m.kind === "sae_sweep") return sweepView(ctx, m, view);
   const history = await api.json(`${api.runPath(ctx.run)}/history`);
   const rows = Object.entries(m.metrics).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v.value, 4)}</td>
     <td class="num">${v.ci_low === null ? "–" : `[${fmt(v.ci_low, 4)}, ${fmt(v.ci_high, 4)}]`}</td><td class="num">${v.n ?? ""}</td></tr>`).join("");
-  view.innerHTML = `<h2>Metrics · ${esc(ctx.run)} · ${m.n} samples</h2>
+  const what = m.kind === "sae" ? `${Number(m.n).toLocaleString()} tokens of ${esc(m.activations)}` : `${m.n} samples`;
+  view.innerHTML = `<h2>Metrics · ${esc(ctx.run)} · ${what}</h2>
     <div class="grid2"><div class="card"><table id="metrics-table"><thead><tr><th>metric</th><th class="num">value</th><th class="num">95% CI</th><th class="num">n</th></tr></thead>
     <tbody>${rows}</tbody></table><p class="muted" style="font-size:12px">Each metric's definition and interval: docs/metrics.md. ${esc((m.notes || []).join(" "))}</p></div>
     <div><div class="card"><div id="kl-chart" style="height:260px"></div></div><div class="card" style="margin-top:16px"><div id="curves" style="height:300px"></div></div></div></div>`;
   const font = { family: "DejaVu Sans, sans-serif", size: 11 };
   const Plotly = await api.loadPlotly();
+  const config = { displaylogo: false, responsive: true };
   if (m.kl_per_dim) {
     const order = m.dims_by_kl;
     Plotly.newPlot("kl-chart", [{ type: "bar", x: order.map((d) => `z${d}`), y: order.map((d) => m.kl_per_dim[d]), marker: { color: "#2f6690" } }],
-      { title: { text: "KL per dim (nats)", font: { size: 13 } }, margin: { l: 40, r: 10, t: 36, b: 30 }, font }, { displaylogo: false, responsive: true });
+      { title: { text: "KL per dim (nats)", font: { size: 13 } }, margin: { l: 40, r: 10, t: 36, b: 30 }, font }, config);
+  } else if (m.density_histogram) {
+    const h = m.density_histogram, e = h.log10_density_edges;
+    Plotly.newPlot("kl-chart", [{ type: "bar", x: h.counts.map((_, i) => (e[i] + e[i + 1]) / 2), y: h.counts, width: e[1] - e[0], marker: { color: "#2f6690" } }],
+      { title: { text: `feature density (log10 firing rate); ${h.dead} dead`, font: { size: 13 } }, margin: { l: 40, r: 10, t: 36, b: 30 }, font,
+        xaxis: { title: { text: "log10 density" } } }, config);
+  }
+  if (m.kind === "sae") {
+    const series = [["fvu", "y"], ["dead", "y"], ["l0", "y2"]].filter(([k]) => history.some((r) => k in r));
+    Plotly.newPlot("curves", series.map(([k, axis]) => ({ type: "scatter", mode: "lines", name: k, yaxis: axis, x: history.map((r) => r.step), y: history.map((r) => r[k]) })),
+      { title: { text: "training curves", font: { size: 13 } }, yaxis: { title: { text: "fraction" }, rangemode: "tozero" },
+        yaxis2: { title: { text: "L0" }, overlaying: "y", side: "right", rangemode: "tozero" }, margin: { l: 50, r: 50, t: 36, b: 30 }, font,
+        legend: { orientation: "h", x: 0, y: -0.15 } }, config);
+    return;
   }
   const keys = ["loss", "recon", "kl", "tc"].filter((k) => history.some((r) => k in r));
   Plotly.newPlot("curves", keys.map((k) => ({ type: "scatter", mode: "lines", name: k, x: history.map((r) => r.step), y: history.map((r) => r[k]) })),
-    { title: { text: "training curves", font: { size: 13 } }, yaxis: { type: "log" }, margin: { l: 50, r: 10, t: 36, b: 30 }, font }, { displaylogo: false, responsive: true });
+    { title: { text: "training curves", font: { size: 13 } }, yaxis: { type: "log" }, margin: { l: 50, r: 10, t: 36, b: 30 }, font }, config);
+}
+
+// A sweep's rate–distortion frontier: the table of its SAEs and FVU against L0 and rate; a point opens its run.
+async function sweepView(ctx, m, view) {
+  const pts = m.frontier;
+  const rows = pts.map((p) => `<tr class="clickable" data-run="${esc(p.run)}"><td>${esc(p.run)}</td><td>${esc(p.label)}</td><td class="num">${fmt(p.l0)}</td>
+    <td class="num">${fmt(p.fvu, 4)}</td><td class="num">${p.fvu_low === null ? "–" : `[${fmt(p.fvu_low, 4)}, ${fmt(p.fvu_high, 4)}]`}</td>
+    <td class="num">${fmt(p.rate_bits, 4)}</td><td class="num">${fmt(p.dead_fraction)}</td></tr>`).join("");
+  view.innerHTML = `<h2>Sweep · ${esc(ctx.run)} · ${pts.length} SAEs over ${esc(m.param)}</h2>
+    <div class="grid2"><div class="card"><table id="frontier-table"><thead><tr><th>run</th><th>setting</th><th class="num">L0</th><th class="num">FVU</th>
+    <th class="num">95% CI</th><th class="num">rate (bits)</th><th class="num">dead</th></tr></thead><tbody>${rows}</tbody></table>
+    <p class="muted" style="font-size:12px">Rate = Σ H(p<sub>i</sub>) + 16·L0 bits per token (docs/metrics.md). Click a row to open that SAE.</p></div>
+    <div class="card"><div id="frontier" style="height:360px"></div></div></div>`;
+  for (const tr of view.querySelectorAll("tr[data-run]")) tr.addEventListener("click", () => state.set({ run: tr.dataset.run, view: "features" }, { push: true }));
+  const Plotly = await api.loadPlotly();
+  const err = { type: "data", symmetric: false, array: pts.map((p) => (p.fvu_high ?? p.fvu) - p.fvu), arrayminus: pts.map((p) => p.fvu - (p.fvu_low ?? p.fvu)) };
+  Plotly.newPlot("frontier", [
+    { type: "scatter", mode: "lines+markers+text", x: pts.map((p) => p.l0), y: pts.map((p) => p.fvu), error_y: err, text: pts.map((p) => p.label),
+      textposition: "top right", name: "FVU vs L0", marker: { color: "#2f6690" } },
+    { type: "scatter", mode: "lines+markers", x: pts.map((p) => p.rate_bits), y: pts.map((p) => p.fvu), xaxis: "x2", name: "FVU vs rate", marker: { color: "#d1495b" } },
+  ], { title: { text: "rate–distortion frontier", font: { size: 13 } }, font: { family: "DejaVu Sans, sans-serif", size: 11 },
+       xaxis: { title: { text: "L0" }, type: "log", domain: [0, 0.47] }, xaxis2: { title: { text: "bits per token" }, type: "log", domain: [0.53, 1], anchor: "y" },
+       yaxis: { title: { text: "FVU" } }, margin: { l: 50, r: 10, t: 36, b: 40 }, showlegend: false }, { displaylogo: false, responsive: true });
 }

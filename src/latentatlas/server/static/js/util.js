@@ -1,0 +1,5 @@
+// Small helpers shared by the views.
+// round-off below 1e-12 (a bootstrap bound of 1.4e-17, say) is shown as 0
+export const fmt = (v, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? "–" : Math.abs(v) < 1e-12 ? "0" : Number(v).toPrecision(d));
+export const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+export const $ = (id) => document.getElementById(id);

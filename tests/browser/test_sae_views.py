@@ -1,0 +1,111 @@
+"""The SAE lab in a real (headless) Chromium: feature list, feature page, probe, steering, sweep frontier."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import SAE_RUN
+
+pytestmark = pytest.mark.slow
+
+
+def _ready(page, view):
+    page.wait_for_selector(f'body[data-ready="{view}"]', timeout=30_000)
+
+
+def test_feature_list_and_page(page, sae_server, shot, frontend):
+    page.goto(f"{sae_server}/?run={SAE_RUN}")
+    _ready(page, "features")
+    assert page.locator("#tabs a.active").inner_text() == "Features"
+    rows = page.locator("#feature-list tbody tr")
+    assert rows.count() == 128
+    dens = [float(rows.nth(i).locator("td").nth(1).inner_text().rstrip("%")) for i in range(5)]
+    assert dens == sorted(dens, reverse=True)
+    # the first feature's page is open; click the third row to open its page
+    third = rows.nth(2).get_attribute("data-feat")
+    rows.nth(2).click()
+    page.wait_for_url(f"**feat={third}**")
+    page.wait_for_function("f => document.querySelector('#sae-right').dataset.feature === f", arg=third)
+    _ready(page, "features")
+    assert page.locator("#sae-right h2").inner_text() == f"Feature #{third}"
+    assert page.locator("#feature-top .ctx").count() > 0
+    assert page.locator("#feature-top .ctx .tok.focus").count() == page.locator("#feature-top .ctx").count()
+    assert page.locator("svg.hist rect").count() == 32
+    shot()
+    # sort by max activation (click the header): ascending on a second click
+    page.click("th[data-sort=max_act]")
+    page.wait_for_url("**sort=max_act**")
+    _ready(page, "features")
+    page.click("th[data-sort=max_act]")
+    page.wait_for_url("**order=asc**")
+    _ready(page, "features")
+    vals = [float(page.locator("#feature-list tbody tr").nth(i).locator("td").nth(2).inner_text()) for i in range(5)]
+    assert vals == sorted(vals)
+    # a neighbour chip opens that feature
+    chip = page.locator("#feature-neighbours .chip").first
+    target = chip.get_attribute("data-feat")
+    chip.click()
+    page.wait_for_function("f => document.querySelector('#sae-right').dataset.feature === f", arg=target)
+    assert not page.console_errors, page.console_errors
+
+
+def test_probe_shows_tokens_and_shades_by_feature(page, sae_server, shot, frontend):
+    page.goto(f"{sae_server}/?run={SAE_RUN}&view=probe")
+    _ready(page, "probe")
+    page.fill("#probe-text", "Open the file and read its lines.")
+    page.click("#probe-run")
+    page.wait_for_url("**text=Open**")
+    _ready(page, "probe")
+    toks = page.locator("#probe-tokens .tok")
+    assert toks.first.inner_text() == "[CLS]" and "special" in toks.first.get_attribute("class")
+    assert "file" in page.locator("#probe-tokens").inner_text()
+    first = page.locator("#probe-features tbody tr").first
+    fid = first.get_attribute("data-pf")
+    first.click()
+    page.wait_for_url(f"**pf={fid}**")
+    _ready(page, "probe")
+    shaded = page.locator("#probe-tokens .tok[style*=background]")
+    assert shaded.count() >= 1
+    page.locator("#probe-tokens .tok").nth(2).click()
+    assert "#" in page.locator("#probe-token-detail").inner_text() or "no feature" in page.locator("#probe-token-detail").inner_text()
+    shot()
+    assert not page.console_errors, page.console_errors
+
+
+def test_steer_moves_the_neighbours(page, sae_server, shot, frontend):
+    page.goto(f"{sae_server}/?run={SAE_RUN}&view=features")
+    _ready(page, "features")
+    page.click("#steer-link")
+    _ready(page, "steer")
+    assert page.locator("#steer-feat").input_value() != ""
+    page.evaluate("""() => { const s = document.getElementById('steer-alpha'); s.value = '20';
+                             s.dispatchEvent(new Event('input', {bubbles: true})); }""")
+    page.click("#steer-run")
+    page.wait_for_url("**alpha=20**")
+    _ready(page, "steer")
+    assert page.locator("#steer-before li").count() == 5 and page.locator("#steer-after li").count() == 5
+    assert float(page.locator("#steer-cos").inner_text()) < 1.0
+    shot()
+    # the same with alpha 0 leaves the embedding where it was
+    page.evaluate("""() => { const s = document.getElementById('steer-alpha'); s.value = '0';
+                             s.dispatchEvent(new Event('input', {bubbles: true})); }""")
+    page.click("#steer-run")
+    page.wait_for_url("**alpha=0**")
+    _ready(page, "steer")
+    assert page.locator("#steer-cos").inner_text() == "1.00"
+    assert page.locator("#steer-before").inner_text() == page.locator("#steer-after").inner_text()
+    assert not page.console_errors, page.console_errors
+
+
+def test_sweep_frontier_view(page, sae_server, shot, frontend):
+    page.goto(f"{sae_server}/?view=runs")
+    _ready(page, "runs")
+    page.click("#runs-table tr[data-run=sw]")
+    _ready(page, "metrics")
+    assert page.locator("#frontier-table tbody tr").count() == 2
+    page.wait_for_selector("#frontier .main-svg")
+    shot()
+    page.click("#frontier-table tr[data-run=sw-k8]")
+    _ready(page, "features")
+    assert "run=sw-k8" in page.url
+    assert not page.console_errors, page.console_errors
