@@ -52,7 +52,8 @@ def test_capture_bert_store_matches_model_and_drops_special_tokens(tiny, tmp_pat
     store = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=700, name="b", atlas=tmp_path, shard_tokens=200,
                           max_length=32, progress=False)
     assert store.complete and store.n_tokens == 700 and store.d == 32
-    assert all(s.rows < 200 + 32 for s in store.shards), "a shard outgrew its bound (shard_tokens + one batch's documents)"
+    # a shard ends at the first batch boundary past shard_tokens: at most one batch (32 docs × 32 tokens) over
+    assert all(s.rows < 200 + 32 * 32 for s in store.shards), "a shard outgrew its bound (shard_tokens + one batch)"
     tokens = store.tokens()
     assert len(tokens) == 700
     assert not set(tokens["token"]) & {"[CLS]", "[SEP]", "[PAD]"}
@@ -93,7 +94,7 @@ def test_norm_outliers_are_counted(tiny, tmp_path):
 
 
 def test_capture_resumes_after_a_kill_to_the_same_store(tiny, tmp_path):
-    full = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=600, name="full", atlas=tmp_path, shard_tokens=150, progress=False)
+    full = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=600, name="full", atlas=tmp_path, shard_tokens=150, batch_size=4, progress=False)
 
     class Killed(Exception):
         pass
@@ -103,21 +104,21 @@ def test_capture_resumes_after_a_kill_to_the_same_store(tiny, tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        capture_store(tiny["bert"], 1, tiny["corpus"], tokens=600, name="part", atlas=tmp_path, shard_tokens=150,
+        capture_store(tiny["bert"], 1, tiny["corpus"], tokens=600, name="part", atlas=tmp_path, shard_tokens=150, batch_size=4,
                       progress=False, on_shard=kill)
     part = ActivationStore(tmp_path / "activations" / "part")
     assert not part.complete and len(part.shards) == 2
     with pytest.raises(LatentAtlasError, match="already exists"):
         capture_store(tiny["bert"], 1, tiny["corpus"], tokens=600, name="part", atlas=tmp_path, progress=False)
     done = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=600, name="part", atlas=tmp_path, shard_tokens=150,
-                         resume=True, progress=False)
+                         batch_size=4, resume=True, progress=False)
     assert done.complete and done.n_tokens == full.n_tokens
     np.testing.assert_array_equal(done.rows(np.arange(600)), full.rows(np.arange(600)))
     assert done.tokens()["doc"].tolist() == full.tokens()["doc"].tolist()
 
 
 def test_damaged_or_missing_shard_is_named_and_left_alone(tiny, tmp_path):
-    store = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=400, name="d", atlas=tmp_path, shard_tokens=100, progress=False)
+    store = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=400, name="d", atlas=tmp_path, shard_tokens=100, batch_size=4, progress=False)
     shard = store.path / store.shards[1].file
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
@@ -131,14 +132,14 @@ def test_damaged_or_missing_shard_is_named_and_left_alone(tiny, tmp_path):
         store.verify()
     shard.unlink()
     with pytest.raises(LatentAtlasError, match=r"shard '.*shard-00001.safetensors' listed in the store's index.json is missing"):
-        store.rows(np.array([150]))
+        store.rows(np.array([store.shards[1].first_row]))
     (store.path / "index.json").write_text("{not json")
     with pytest.raises(LatentAtlasError, match="index .* is corrupt"):
         ActivationStore(store.path)
 
 
 def test_shuffled_batches_are_a_function_of_the_step(tiny, tmp_path):
-    store = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=500, name="s", atlas=tmp_path, shard_tokens=100, progress=False)
+    store = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=500, name="s", atlas=tmp_path, shard_tokens=100, batch_size=4, progress=False)
     a = ShuffledBatches(store, 64, seed=3, window=2)
     b = ShuffledBatches(store, 64, seed=3, window=2)
     seq = [a.batch_at(t) for t in range(20)]  # 1,280 rows: two and a half epochs

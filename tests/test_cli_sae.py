@@ -19,7 +19,7 @@ def _cli(capsys, *args):
 def test_capture_train_eval_round_trip(tiny_tf, tmp_path, capsys):
     atlas = tmp_path / "atlas"
     code, out, err = _cli(capsys, "capture", "--model", tiny_tf["bert"], "--layer", "1", "--corpus", tiny_tf["corpus"],
-                          "--tokens", "1000", "--shard-tokens", "200", "--name", "acts", "--atlas", atlas, "--quiet")
+                          "--tokens", "1000", "--shard-tokens", "200", "--batch-size", "4", "--name", "acts", "--atlas", atlas, "--quiet")
     assert code == 0, err
     assert "captured 1,000 tokens × 32 at encoder.layer.1" in out
     index = json.loads((atlas / "activations" / "acts" / "index.json").read_text())
@@ -66,7 +66,7 @@ def test_bad_input_is_one_line_and_exit_2(tiny_tf, tmp_path, capsys, args, messa
 def test_sweep_draws_the_frontier_and_resumes(tiny_tf, tmp_path, capsys):
     atlas = tmp_path / "atlas"
     code, _, err = _cli(capsys, "capture", "--model", tiny_tf["bert"], "--layer", "1", "--corpus", tiny_tf["corpus"],
-                        "--tokens", "1000", "--shard-tokens", "200", "--name", "acts", "--atlas", atlas, "--quiet")
+                        "--tokens", "1000", "--shard-tokens", "200", "--batch-size", "4", "--name", "acts", "--atlas", atlas, "--quiet")
     assert code == 0, err
     args = ["sae", "sweep", "--activations", "acts", "--arch", "topk", "--values", "2,8,16", "--expansion", "2", "--steps", "60",
             "--batch-size", "64", "--lr", "3e-3", "--name", "sw", "--atlas", atlas]

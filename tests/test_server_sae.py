@@ -15,7 +15,7 @@ from latentatlas.server import create_app
 @pytest.fixture(scope="module")
 def sae_atlas(tiny_tf, tmp_path_factory):
     root = tmp_path_factory.mktemp("sae-atlas")
-    capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=1200, name="acts", atlas=root, shard_tokens=200, progress=False)
+    capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=1200, name="acts", atlas=root, shard_tokens=200, batch_size=4, progress=False)
     run, _ = train_sae("acts", "topk", expansion=4, k=4, steps=80, batch_size=64, lr=3e-3, name="s", atlas=root, progress=False)
     evaluate_sae(run, progress=False, downstream=False)
     train_sae("acts", "topk", expansion=2, k=4, steps=5, batch_size=64, name="bare", atlas=root, progress=False)  # no eval

@@ -9,7 +9,7 @@
 
 A shard holds whole documents, so a capture stopped at any point resumes at the first document of the
 next shard: ``index.json`` is rewritten (atomically) after each shard, and is the commit point. Memory is
-bounded by one shard while writing and, while training, by the shuffle window (two windows of
+bounded by one shard (plus one batch of documents) while writing and, while training, by the shuffle window (two windows of
 ``window`` shards). Nothing here knows about models: :mod:`latentatlas.capture` fills the store.
 """
 

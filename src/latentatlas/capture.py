@@ -3,7 +3,7 @@
 ``hooked(model, name)`` is a context manager that records the module's output on each forward pass and,
 with ``stop=True``, ends the forward pass right there (the layers above are never run). ``capture`` runs
 a corpus through a transformer in batches of documents and writes every kept token's activation to an
-:class:`~latentatlas.activations.ActivationStore`, one shard at a time: memory stays bounded by one shard
+:class:`~latentatlas.activations.ActivationStore`, one shard at a time: memory stays bounded by one shard plus one batch
 whatever the corpus size, and a killed capture resumes from its last shard.
 """
 
@@ -134,7 +134,8 @@ def capture(
         if not pending:
             return
         acts = np.concatenate(buf_acts)
-        writer.write_shard(acts, {k: np.asarray(v) for k, v in buf_tok.items()}, dict(buf_docs), len(buf_docs["doc"]))
+        table = {k: (np.concatenate(v) if k != "token" else np.asarray(v)) for k, v in buf_tok.items()}
+        writer.write_shard(acts, table, dict(buf_docs), len(buf_docs["doc"]))
         buf_acts.clear()
         for v in (*buf_tok.values(), *buf_docs.values()):
             v.clear()
@@ -159,36 +160,36 @@ def capture(
                             return_special_tokens_mask=True, return_tensors="pt")
             special = enc.pop("special_tokens_mask")
             inputs = {k: v.to(device) for k, v in enc.items()}
-            acts = run_to(model, layer, inputs).float()
+            acts = run_to(model, layer, inputs).float().cpu()
             keep = enc["attention_mask"].bool()
             if not keep_special:
                 # the tokenizer's mask marks tokens it added; a BOS written into the text is caught by id
                 keep &= ~(special.bool() | torch.isin(enc["input_ids"], special_ids))
-            acts_np = acts.cpu().numpy()
-            ids = enc["input_ids"].numpy()
+            # every kept token of the batch at once, in document order (row-major over [doc, position])
             keep_np = keep.numpy()
-            for j, doc in enumerate(batch_docs):
-                pos = np.nonzero(keep_np[j])[0]
-                room = tokens - have - pending
-                if room <= 0:
-                    break
-                pos = pos[:room]
-                a = acts_np[j, pos]
-                buf_acts.append(a)
-                buf_tok["doc"].extend([doc_id] * len(pos))
-                buf_tok["pos"].extend(pos.tolist())
-                tid = ids[j, pos]
-                buf_tok["token_id"].extend(tid.tolist())
-                buf_tok["token"].extend(tokenizer.convert_ids_to_tokens(tid.tolist()))
-                buf_tok["norm"].extend(np.linalg.norm(a, axis=1).tolist())
-                buf_docs["doc"].append(doc_id)
-                buf_docs["source"].append(doc.source)
-                buf_docs["text"].append(doc.text)
-                doc_id += 1
-                pending += len(pos)
-                if pending >= shard_tokens:
-                    have += pending
-                    flush()
+            rows_doc, rows_pos = np.nonzero(keep_np)
+            room = tokens - have - pending
+            n_docs = len(batch_docs)
+            if len(rows_doc) > room:  # the last batch: stop at exactly `tokens`, dropping whole documents after it
+                rows_doc, rows_pos = rows_doc[:room], rows_pos[:room]
+                n_docs = int(rows_doc[-1]) + 1 if room else 0
+            a = acts[torch.from_numpy(rows_doc), torch.from_numpy(rows_pos)].numpy()
+            tid = enc["input_ids"].numpy()[rows_doc, rows_pos]
+            buf_acts.append(a)
+            buf_tok["doc"].append(rows_doc + doc_id)
+            buf_tok["pos"].append(rows_pos)
+            buf_tok["token_id"].append(tid)
+            buf_tok["token"].extend(tokenizer.convert_ids_to_tokens(tid.tolist()))
+            buf_tok["norm"].append(np.linalg.norm(a, axis=1))
+            for j in range(n_docs):
+                buf_docs["doc"].append(doc_id + j)
+                buf_docs["source"].append(batch_docs[j].source)
+                buf_docs["text"].append(batch_docs[j].text)
+            doc_id += n_docs
+            pending += len(rows_doc)
+            if pending >= shard_tokens:  # a shard ends at a batch boundary, so it holds whole documents
+                have += pending
+                flush()
             bar.update(task, completed=have + pending)
         have += pending
         flush()

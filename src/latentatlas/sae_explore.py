@@ -159,7 +159,7 @@ class SAEExplorer:
             quantiles = [quantiles[j] for j in sorted({int(round(x)) for x in np.linspace(0, len(quantiles) - 1, 8)})]
         from .analysis.sae_features import decoder_neighbours
 
-        w = self.sae.W_dec.detach().numpy()
+        w = self.sae.decoder().detach().numpy()
         scanned = self.tokens["token_id"].to_numpy()[:n]
         freq = np.bincount(scanned, minlength=int(max(scanned.max(initial=0), a["token_ids"].max(initial=0)) + 1))
         toks = [{"token": s, "count": int(c), "share": float(c / max(freq[tid], 1))}
@@ -227,7 +227,7 @@ class SAEExplorer:
                     peak = float(self.tables[0]["max_act"][feature]) or 1.0
                 except LatentAtlasError:
                     peak = 1.0
-                return sae.W_dec[feature] * peak / sae.input_scale, f"feature {feature} × its max activation {peak:.3g}"
+                return sae.decoder()[feature] * peak / sae.input_scale, f"feature {feature} × its max activation {peak:.3g}"
             if not (text_a and text_b):
                 raise LatentAtlasError("steering needs a feature, or two texts (a and b) whose codes to subtract")
             means = []
@@ -237,7 +237,7 @@ class SAEExplorer:
                 if not keep.any():
                     raise LatentAtlasError(f"text '{t[:40]}' has no ordinary tokens to encode")
                 means.append(f[keep].mean(0))
-            return (means[0] - means[1]) @ sae.W_dec / sae.input_scale, "code(a) − code(b), decoded"
+            return (means[0] - means[1]) @ sae.decoder() / sae.input_scale, "code(a) − code(b), decoded"
 
     def _corpus_index(self, docs: int = 512):
         with self._lock:

@@ -69,9 +69,20 @@ def capture_store(
 
 
 def _holdout(store: ActivationStore, requested: int | None) -> int:
-    """Shards kept out of training for evaluation: by default one when the store has at least five."""
+    """Shards kept out of training for evaluation. By default, when the store has at least five shards,
+    the fewest last shards that hold at least 5% of its tokens (the very last one may be a short
+    remainder); otherwise none."""
     n = len(store.shards)
-    h = (1 if n >= 5 else 0) if requested is None else requested
+    if requested is None:
+        h = 0
+        if n >= 5:
+            rows = [s.rows for s in store.shards]
+            h, held = 0, 0
+            while held < 0.05 * sum(rows) and h < n - 1:
+                h += 1
+                held += rows[-h]
+    else:
+        h = requested
     if not 0 <= h < n:
         raise LatentAtlasError(f"--holdout-shards must be between 0 and {n - 1} for store '{store.name}' ({n} shards), got {h}")
     return h
@@ -85,7 +96,7 @@ def train_sae(
     k: int = 32,
     steps: int = 2000,
     batch_size: int = 4096,
-    lr: float = 4e-4,
+    lr: float = 2e-3,
     l1_coeff: float | None = None,
     l0_coeff: float | None = None,
     sparsity_warmup: int | None = None,

@@ -117,7 +117,7 @@ def sae_atlas_root(tmp_path_factory, tiny_tf):
     from latentatlas.sae_runs import capture_store, evaluate_sae, sweep_sae, train_sae
 
     root = tmp_path_factory.mktemp("sae-browser-atlas")
-    capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=1200, name="acts", atlas=root, shard_tokens=200, progress=False)
+    capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=1200, name="acts", atlas=root, shard_tokens=200, batch_size=4, progress=False)
     run, _ = train_sae("acts", "topk", expansion=4, k=4, steps=80, batch_size=64, lr=3e-3, name=SAE_RUN, atlas=root, progress=False)
     evaluate_sae(run, progress=False)
     sweep_sae("acts", "topk", [2, 8], name="sw", atlas=root, progress=False, expansion=2, steps=30, batch_size=64, lr=3e-3)

@@ -85,7 +85,8 @@ export async function draw(ctx) {
     sp.setPoints(coords.data, coords.rows);
     sp.setLabels(`${proj} 1`, `${proj} 2`);
   }
-  if (fresh || current.color !== colorName) {
+  const recolour = fresh || current.color !== colorName;
+  if (recolour) {
     current.color = colorName;
     // A factor or label with few values gets one colour per value and a legend, not a colour scale.
     const distinct = values && latents.columns.includes(colorName) && colorName !== "recon_error" ? distinctUpTo(values, 12) : [];
@@ -105,7 +106,8 @@ export async function draw(ctx) {
   }
   const sel = state.getInt("sel");
   sp.setMarks({ selected: sel !== null && sel < coords.rows ? sel : null, path: ctx.path });
-  sp.draw();
+  // a new selection or path only changes the marks layer: redraw that, not a million points
+  if (recolour) sp.draw(); else sp.drawMarks();
   node.dataset.points = String(coords.rows);
   status.textContent = `${coords.rows.toLocaleString()} points`;
 }

@@ -336,6 +336,8 @@ export class Scatter {
     g.restore();
   }
 
+  drawMarks() { if (this.view && this.xy) this._drawMarks(); }
+
   _drawMarks() {
     const g = this.front.getContext("2d"), b = this._plotBox(), dpr = this.dpr, m = this.marks;
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
