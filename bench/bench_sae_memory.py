@@ -29,30 +29,34 @@ from pathlib import Path
 
 CAPTURE = r"""
 import json, resource, sys, time
-from latentatlas.models.hf import load_transformer
-tf = load_transformer("minilm")
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-del tf
+import pandas, pyarrow.parquet, transformers
 from latentatlas.sae_runs import capture_store
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+at_first = {}
+def on_shard(i):
+    if i == 0:
+        at_first["kb"] = rss()
 t0 = time.perf_counter()
 store = capture_store("minilm", "embeddings", sys.argv[1], tokens=int(sys.argv[2]), name=sys.argv[3], atlas=sys.argv[4],
-                      shard_tokens=32768, batch_size=64, progress=False)
+                      shard_tokens=32768, batch_size=64, progress=False, on_shard=on_shard)
 print(json.dumps({"tokens": store.n_tokens, "shards": len(store.shards), "d": store.d, "seconds": time.perf_counter() - t0,
-                  "base_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "bytes_on_disk": sum(s.bytes for s in store.shards)}))
+                  "first_shard_kb": at_first["kb"], "peak_kb": rss(), "bytes_on_disk": sum(s.bytes for s in store.shards)}))
 """
 
 TRAIN = r"""
 import json, resource, sys, time
 import torch
 from latentatlas.sae_runs import train_sae
-import transformers, pyarrow.parquet
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+seen = {}
+def on_step(step):
+    if step == 45:  # past the first window boundary (step 32): both windows of the buffer have been filled
+        seen["kb"] = rss()
 t0 = time.perf_counter()
 run, res = train_sae(sys.argv[1], "topk", expansion=16, k=32, steps=int(sys.argv[3]), batch_size=4096, window=4,
-                     name=sys.argv[1] + "-sae", atlas=sys.argv[2], progress=False, checkpoint_every=50)
-print(json.dumps({"steps": res.steps_done, "seconds": time.perf_counter() - t0, "base_kb": base,
-                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "fvu": res.last.get("fvu")}))
+                     name=sys.argv[1] + "-sae", atlas=sys.argv[2], progress=False, checkpoint_every=50, on_step=on_step)
+print(json.dumps({"steps": res.steps_done, "seconds": time.perf_counter() - t0, "steady_kb": seen["kb"],
+                  "peak_kb": rss(), "fvu": res.last.get("fvu")}))
 """
 
 
@@ -83,21 +87,26 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="la-mem-"))
+    work.mkdir(parents=True, exist_ok=True)
     atlas = work / "atlas"
     text = corpus(work / "corpus.jsonl", max(sizes))
     mb = lambda kb: kb / 1024  # noqa: E731
-    shard_mb = 32768 * 384 * 4 / 2**20
+    rows = []
     for n in sizes:
         c = run(CAPTURE, str(text), str(n), f"mem{n}", str(atlas))
         print(f"capture {c['tokens']:,} tokens ({c['shards']} shards, {c['bytes_on_disk'] / 1e9:.1f} GB on disk) in {c['seconds']:.0f} s: "
-              f"peak RSS {mb(c['peak_kb']):.0f} MB; model + libraries {mb(c['base_kb']):.0f} MB; "
-              f"bound {mb(c['base_kb']) + 3 * shard_mb + 64:.0f} MB")
+              f"peak RSS {mb(c['peak_kb']):.0f} MB; after the first shard {mb(c['first_shard_kb']):.0f} MB", flush=True)
         t = run(TRAIN, f"mem{n}", str(atlas), str(args.steps))
-        params_mb = 4 * (2 * 384 * 6144 + 6144 + 384) * 4 / 2**20
-        bound = mb(t["base_kb"]) + params_mb + 2 * 2 * 4 * shard_mb + 4096 * 6144 * 4 * 6 / 2**20
         print(f"train {t['steps']} steps (TopK 16x, batch 4096, window 4) on {n:,} tokens in {t['seconds']:.0f} s: peak RSS "
-              f"{mb(t['peak_kb']):.0f} MB; bound {bound:.0f} MB (libraries {mb(t['base_kb']):.0f} MB + params/grads/Adam {params_mb:.0f} MB + "
-              f"two 4-shard windows ×2 {2 * 2 * 4 * shard_mb:.0f} MB + batch activations {4096 * 6144 * 4 * 6 / 2**20:.0f} MB)")
+              f"{mb(t['peak_kb']):.0f} MB; after step 45 {mb(t['steady_kb']):.0f} MB", flush=True)
+        rows.append((n, c, t))
+    shard_mb = 32768 * 384 * 4 / 2**20
+    for n, c, t in rows:
+        print(f"| capture, {n:,} tokens (MiniLM `embeddings`, {c['bytes_on_disk'] / 1e9:.1f} GB store) | peak RSS {mb(c['peak_kb']):.0f} MB | "
+              f"after its first shard: {mb(c['first_shard_kb']):.0f} MB | {c['peak_kb'] / c['first_shard_kb']:.2f} |")
+        print(f"| SAE training, {t['steps']} steps on {n:,} tokens | peak RSS {mb(t['peak_kb']):.0f} MB | after step 45: "
+              f"{mb(t['steady_kb']):.0f} MB | {t['peak_kb'] / t['steady_kb']:.2f} |")
+    print(f"(one shard is {shard_mb:.0f} MB; the training shuffle buffer holds at most two windows of 4 shards)")
 
 
 if __name__ == "__main__":
