@@ -237,11 +237,11 @@ def test_splicing_the_identity_is_perfect_and_a_bad_sae_is_not(tiny_tf, store):
     bad = encoder_fidelity(bert.model, bert.tokenizer, "encoder.layer.0", Zero(), texts, mean=mean, batch_size=5)
     assert bad["embedding_cosine"].value < 0.999
     gpt2 = load_transformer(tiny_tf["gpt2"])
-    g = causal_fidelity(gpt2.model, gpt2.tokenizer, "transformer.h.0", Exact(), texts, batch_size=4, prefix="<|endoftext|>")
+    g = causal_fidelity(gpt2.model, gpt2.tokenizer, "transformer.h.0", Exact(), texts, batch_size=4, prepend_bos=True)
     assert g["ce_loss_recovered"].value == pytest.approx(1.0, abs=1e-5)
     assert g["kl_to_original"].value == pytest.approx(0.0, abs=1e-6)
     assert g["ce_sae"].value == pytest.approx(g["ce_orig"].value, rel=1e-6)
-    z = causal_fidelity(gpt2.model, gpt2.tokenizer, "transformer.h.0", Zero(), texts, batch_size=4, prefix="<|endoftext|>")
+    z = causal_fidelity(gpt2.model, gpt2.tokenizer, "transformer.h.0", Zero(), texts, batch_size=4, prepend_bos=True)
     assert z["ce_loss_recovered"].value == pytest.approx(0.0, abs=1e-6)  # splicing zeros is the zero ablation
     assert z["kl_to_original"].value > 0
 

@@ -71,7 +71,6 @@ class ActivationStore:
             self.shards = [Shard(**s) for s in self.index["shards"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise LatentAtlasError(f"activation store index '{index}' is corrupt ({exc.__class__.__name__}: {exc})") from exc
-        self._cache: dict[int, np.ndarray] = {}
 
     # -- facts -----------------------------------------------------------------------------------
     @property

@@ -3,7 +3,7 @@
 ```
 atlas/
   runs/<run>/config.json  model.safetensors  checkpoint/  history.jsonl  metrics.json
-  runs/<run>/latents/  projections/  figures/
+  runs/<run>/latents/  projections/  figures/  features/
   activations/<name>/
 ```
 

@@ -69,6 +69,19 @@ def run_to(model: torch.nn.Module, name: str, batch: dict[str, torch.Tensor]) ->
     return got["out"]
 
 
+def tokenize(tokenizer, texts: list[str], max_length: int, prepend_bos: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Tokenise as capture does, for capture and for everything that later runs a store's model again
+    (fidelity, probe, steering): BOS written in front when ``prepend_bos``, and a mask of the ordinary
+    tokens, the ones an SAE is trained on (not padding, not special). The tokenizer's own mask marks the
+    tokens it added; a BOS written into the text is caught by its id."""
+    prefix = tokenizer.bos_token if prepend_bos and tokenizer.bos_token else ""
+    enc = tokenizer([prefix + t for t in texts], padding=True, truncation=True, max_length=max_length,
+                    return_special_tokens_mask=True, return_tensors="pt")
+    special = enc.pop("special_tokens_mask").bool()
+    special |= torch.isin(enc["input_ids"], torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long))
+    return dict(enc), enc["attention_mask"].bool() & ~special
+
+
 def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -106,11 +119,8 @@ def capture(
     if tokens < 1:
         raise LatentAtlasError(f"--tokens must be at least 1, got {tokens}")
     device = next(model.parameters()).device
-    bos = getattr(tokenizer, "bos_token", None)
     if prepend_bos is None:
-        prepend_bos = bool(bos) and tokenizer("a")["input_ids"][:1] != [tokenizer.bos_token_id]
-    prefix = bos if prepend_bos and bos else ""
-    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+        prepend_bos = bool(getattr(tokenizer, "bos_token", None)) and tokenizer("a")["input_ids"][:1] != [tokenizer.bos_token_id]
     probe = tokenizer(["probe"], return_tensors="pt")
     d = int(run_to(model, layer, {k: v.to(device) for k, v in probe.items()}).shape[-1])
     info = {"d": d, "layer": layer, **(meta or {}), "corpus": corpus.spec, "keep_special": keep_special, "prepend_bos": prepend_bos,
@@ -156,15 +166,9 @@ def capture(
                 batch_docs.append(doc)
             if not batch_docs:
                 break
-            enc = tokenizer([prefix + d_.text for d_ in batch_docs], padding=True, truncation=True, max_length=max_length,
-                            return_special_tokens_mask=True, return_tensors="pt")
-            special = enc.pop("special_tokens_mask")
-            inputs = {k: v.to(device) for k, v in enc.items()}
-            acts = run_to(model, layer, inputs).float().cpu()
-            keep = enc["attention_mask"].bool()
-            if not keep_special:
-                # the tokenizer's mask marks tokens it added; a BOS written into the text is caught by id
-                keep &= ~(special.bool() | torch.isin(enc["input_ids"], special_ids))
+            enc, ordinary = tokenize(tokenizer, [d_.text for d_ in batch_docs], max_length, prepend_bos)
+            acts = run_to(model, layer, {k: v.to(device) for k, v in enc.items()}).float().cpu()
+            keep = enc["attention_mask"].bool() if keep_special else ordinary
             # every kept token of the batch at once, in document order (row-major over [doc, position])
             keep_np = keep.numpy()
             rows_doc, rows_pos = np.nonzero(keep_np)

@@ -25,15 +25,12 @@ import numpy as np
 import torch
 
 from .analysis.bootstrap import Estimate, bootstrap_ci, mean_estimate
-from .capture import spliced
+from .capture import spliced, tokenize
 
 
-def _batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int, prefix: str, special_ids: torch.Tensor):
+def _batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int, prepend_bos: bool):
     for a in range(0, len(texts), batch_size):
-        enc = tokenizer([prefix + t for t in texts[a : a + batch_size]], padding=True, truncation=True, max_length=max_length,
-                        return_special_tokens_mask=True, return_tensors="pt")
-        special = enc.pop("special_tokens_mask").bool() | torch.isin(enc["input_ids"], special_ids)
-        yield enc, enc["attention_mask"].bool() & ~special
+        yield tokenize(tokenizer, list(texts[a : a + batch_size]), max_length, prepend_bos)
 
 
 def _replacer(sae, mask_ref: dict, mode: str, mean: torch.Tensor | None = None):
@@ -52,7 +49,8 @@ def _replacer(sae, mask_ref: dict, mode: str, mean: torch.Tensor | None = None):
     return replace
 
 
-def _embed(model, enc) -> torch.Tensor:
+def sentence_embedding(model, enc) -> torch.Tensor:
+    """Mean pooling over the attention mask, then L2 normalisation (how all-MiniLM-L6-v2 is used)."""
     out = model(**enc).last_hidden_state
     m = enc["attention_mask"].unsqueeze(-1).to(out.dtype)
     e = (out * m).sum(1) / m.sum(1).clamp_min(1)
@@ -61,18 +59,17 @@ def _embed(model, enc) -> torch.Tensor:
 
 @torch.inference_mode()
 def encoder_fidelity(model, tokenizer, layer: str, sae, texts: Sequence[str], *, mean: torch.Tensor, batch_size: int = 32,
-                     max_length: int = 128, prefix: str = "", seed: int = 0, k: int = 10) -> dict[str, Estimate]:
-    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+                     max_length: int = 128, prepend_bos: bool = False, seed: int = 0, k: int = 10) -> dict[str, Estimate]:
     device = next(model.parameters()).device
     embs: dict[str, list[torch.Tensor]] = {"orig": [], "sae": [], "mean": []}
     ref: dict[str, Any] = {}
-    for enc, mask in _batches(tokenizer, texts, batch_size, max_length, prefix, special_ids):
+    for enc, mask in _batches(tokenizer, texts, batch_size, max_length, prepend_bos):
         enc = {k_: v.to(device) for k_, v in enc.items()}
         ref["mask"] = mask
-        embs["orig"].append(_embed(model, enc))
+        embs["orig"].append(sentence_embedding(model, enc))
         for mode in ("sae", "mean"):
             with spliced(model, layer, _replacer(sae, ref, mode, mean)):
-                embs[mode].append(_embed(model, enc))
+                embs[mode].append(sentence_embedding(model, enc))
     e = {k_: torch.cat(v).float().cpu().numpy() for k_, v in embs.items()}
     n = len(texts)
     rng = np.random.default_rng(seed)
@@ -95,12 +92,11 @@ def encoder_fidelity(model, tokenizer, layer: str, sae, texts: Sequence[str], *,
 
 @torch.inference_mode()
 def causal_fidelity(model, tokenizer, layer: str, sae, texts: Sequence[str], *, batch_size: int = 16, max_length: int = 128,
-                    prefix: str = "", seed: int = 0) -> dict[str, Estimate]:
-    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+                    prepend_bos: bool = False, seed: int = 0) -> dict[str, Estimate]:
     device = next(model.parameters()).device
     per_doc: dict[str, list[float]] = {"orig": [], "sae": [], "zero": [], "kl": [], "n": []}
     ref: dict[str, Any] = {}
-    for enc, mask in _batches(tokenizer, texts, batch_size, max_length, prefix, special_ids):
+    for enc, mask in _batches(tokenizer, texts, batch_size, max_length, prepend_bos):
         enc = {k_: v.to(device) for k_, v in enc.items()}
         ref["mask"] = mask
         ids = enc["input_ids"]

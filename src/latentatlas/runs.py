@@ -55,7 +55,7 @@ def train_run(
             raise LatentAtlasError("--resume needs --name to say which run to continue")
         run = atlas.run(name)
         cfg = run.config()
-        train_cfg = TrainConfig(**{**cfg["train"], "adam_betas": tuple(cfg["train"].get("adam_betas", (0.9, 0.999)))})
+        train_cfg = TrainConfig.from_dict(cfg["train"])
         if run.has_model and not run.has_checkpoint:
             raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume "
                                    "(train a new run with another --name to train longer)")

@@ -51,6 +51,8 @@ class SAEExplorer:
         self.store = run.atlas.activations(cfg["data"]["name"])
         self._lock = threading.RLock()
         self._sae = self._tables = self._tokens = self._tf = self._index = None
+        self._lookup: dict[int, str] | None = None
+        self._freq: np.ndarray | None = None
 
     # -- lazily loaded pieces ----------------------------------------------------------------------
     @property
@@ -127,10 +129,17 @@ class SAEExplorer:
         return [lookup.get(int(i), "?") for i in ids if i >= 0]
 
     def _token_lookup(self) -> dict[int, str]:
-        if not hasattr(self, "_lookup"):
+        if self._lookup is None:
             t = self.tokens.drop_duplicates("token_id")
             self._lookup = dict(zip(t["token_id"].astype(int), t["text"].str.strip()))
         return self._lookup
+
+    def _token_freq(self) -> np.ndarray:
+        """How often each token id occurs among the tokens the feature tables scanned (once per explorer)."""
+        if self._freq is None:
+            scanned = self.tokens["token_id"].to_numpy()[: self.tables[1]["n_tokens"]]
+            self._freq = np.bincount(scanned, minlength=int(self.tables[0]["token_ids"].max(initial=0)) + 1)
+        return self._freq
 
     # -- one feature's page --------------------------------------------------------------------------
     def _context(self, row: int, feature: int) -> dict[str, Any]:
@@ -160,8 +169,7 @@ class SAEExplorer:
         from .analysis.sae_features import decoder_neighbours
 
         w = self.sae.decoder().detach().numpy()
-        scanned = self.tokens["token_id"].to_numpy()[:n]
-        freq = np.bincount(scanned, minlength=int(max(scanned.max(initial=0), a["token_ids"].max(initial=0)) + 1))
+        freq = self._token_freq()
         toks = [{"token": s, "count": int(c), "share": float(c / max(freq[tid], 1))}
                 for tid, c, s in zip(a["token_ids"][i], a["token_counts"][i], self._token_texts(a["token_ids"][i])) if tid >= 0]
         return {
@@ -176,7 +184,7 @@ class SAEExplorer:
 
     # -- the probe: which features fire on each token of a text ------------------------------------
     def _encode_text(self, text: str):
-        from .capture import run_to
+        from .capture import run_to, tokenize
 
         if not text.strip():
             raise LatentAtlasError("the text is empty; type something to probe")
@@ -184,11 +192,9 @@ class SAEExplorer:
             raise LatentAtlasError(f"the text is {len(text)} characters long; the probe takes at most {MAX_PROBE_CHARS}")
         tf = self.transformer
         tok = tf.tokenizer
-        prefix = tok.bos_token if self.store.index.get("prepend_bos") and tok.bos_token else ""
-        enc = tok([prefix + text], truncation=True, max_length=int(self.store.index.get("max_length", 128)),
-                  return_special_tokens_mask=True, return_tensors="pt")
-        special = enc.pop("special_tokens_mask")[0].bool() | torch.isin(enc["input_ids"][0], torch.tensor(sorted(set(tok.all_special_ids))))
-        h = run_to(tf.model, self.store.index["layer"], dict(enc))[0].float()
+        enc, ordinary = tokenize(tok, [text], int(self.store.index.get("max_length", 128)), bool(self.store.index.get("prepend_bos")))
+        special = ~ordinary[0]
+        h = run_to(tf.model, self.store.index["layer"], enc)[0].float()
         with torch.inference_mode():
             f = self.sae.encode(h)
         return enc, special, h, f
@@ -242,7 +248,7 @@ class SAEExplorer:
     def _corpus_index(self, docs: int = 512):
         with self._lock:
             if self._index is None:
-                from .fidelity import _embed
+                from .fidelity import sentence_embedding
 
                 tf = self.transformer
                 table = self.store.documents().sort_values("doc").head(docs)
@@ -250,14 +256,14 @@ class SAEExplorer:
                 with torch.inference_mode():
                     for a in range(0, len(texts), 32):
                         enc = tf.tokenizer(texts[a : a + 32], padding=True, truncation=True, max_length=128, return_tensors="pt")
-                        embs.append(_embed(tf.model, dict(enc)))
+                        embs.append(sentence_embedding(tf.model, dict(enc)))
                 self._index = (table["doc"].to_numpy(), texts, table["source"].tolist(), torch.cat(embs).numpy())
             return self._index
 
     def steer(self, text: str, alpha: float = 4.0, feature: int | None = None, text_a: str | None = None,
               text_b: str | None = None, k: int = 5) -> dict[str, Any]:
         from .capture import spliced
-        from .fidelity import _embed
+        from .fidelity import sentence_embedding
 
         if not np.isfinite(alpha) or abs(alpha) > 1000:
             raise LatentAtlasError(f"alpha {alpha} is out of range; expected a number between -1000 and 1000")
@@ -285,9 +291,9 @@ class SAEExplorer:
 
                 result.update({"kind": "next_token", "before": top(before), "after": top(after)})
                 return result
-            e0 = _embed(tf.model, dict(enc))[0]
+            e0 = sentence_embedding(tf.model, dict(enc))[0]
             with spliced(tf.model, self.store.index["layer"], add):
-                e1 = _embed(tf.model, dict(enc))[0]
+                e1 = sentence_embedding(tf.model, dict(enc))[0]
         ids, texts, sources, index = self._corpus_index()
         def near(e):
             sims = index @ e.numpy()

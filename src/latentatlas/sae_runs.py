@@ -126,7 +126,7 @@ def train_sae(
         run = atlas.run(name)
         cfg = run.config()
         store = atlas.activations(cfg["data"]["name"])
-        train_cfg = TrainConfig(**{**cfg["train"], "adam_betas": tuple(cfg["train"].get("adam_betas", (0.9, 0.999)))})
+        train_cfg = TrainConfig.from_dict(cfg["train"])
         if run.has_model and not run.has_checkpoint:
             raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume")
         torch.manual_seed(train_cfg.seed)
@@ -315,7 +315,8 @@ def scan_features(run: Run, model=None, tokens: int = 200_000, device="cpu", see
 
     for first_row, f in codes():
         scan.first(f, torch.arange(first_row, first_row + len(f)))
-    token_ids = torch.from_numpy(np.concatenate([store.shard_tokens(i)["token_id"].to_numpy() for i in range(len(store.shards))]))
+    scanned = [i for i, s in enumerate(store.shards) if s.first_row < tokens]  # only the token tables the scan reads
+    token_ids = torch.from_numpy(np.concatenate([store.shard_tokens(i)["token_id"].to_numpy() for i in scanned]))
     for first_row, f in codes():
         scan.second(f, torch.arange(first_row, first_row + len(f)), token_ids[first_row : first_row + len(f)])
     tables = scan.result()
@@ -343,8 +344,7 @@ def _downstream(model, store: ActivationStore, shards: list[int], stats, docs: i
     texts = table[table["doc"].isin(ids)].sort_values("doc")["text"].tolist()[:docs]
     if len(texts) < 2:
         return None
-    prefix = tf.tokenizer.bos_token if store.index.get("prepend_bos") and tf.tokenizer.bos_token else ""
-    kw = dict(max_length=int(store.index.get("max_length", 128)), prefix=prefix, seed=seed)
+    kw = dict(max_length=int(store.index.get("max_length", 128)), prepend_bos=bool(store.index.get("prepend_bos")), seed=seed)
     if tf.causal:
         return causal_fidelity(tf.model, tf.tokenizer, store.index["layer"], model, texts, **kw)
     mean = torch.from_numpy(stats.mean().astype(np.float32))

@@ -76,6 +76,11 @@ class TrainConfig:
             factor = min(factor, (self.steps - step) / decay_steps)
         return self.lr * factor
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """The config a run recorded with ``to_dict`` (JSON turns the betas tuple into a list)."""
+        return cls(**{**d, "adam_betas": tuple(d.get("adam_betas", (0.9, 0.999)))})
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["adam_betas"] = list(self.adam_betas)

@@ -13,6 +13,15 @@ def _ready(page, view):
     page.wait_for_selector(f'body[data-ready="{view}"]', timeout=30_000)
 
 
+def _steer(page, alpha: str):
+    """Move the α slider as a user would, press steer, and wait for the result."""
+    page.evaluate("""a => { const s = document.getElementById('steer-alpha'); s.value = a;
+                            s.dispatchEvent(new Event('input', {bubbles: true})); }""", alpha)
+    page.click("#steer-run")
+    page.wait_for_url(f"**alpha={alpha}**")
+    _ready(page, "steer")
+
+
 def test_feature_list_and_page(page, sae_server, shot, frontend):
     page.goto(f"{sae_server}/?run={SAE_RUN}")
     _ready(page, "features")
@@ -78,20 +87,12 @@ def test_steer_moves_the_neighbours(page, sae_server, shot, frontend):
     page.click("#steer-link")
     _ready(page, "steer")
     assert page.locator("#steer-feat").input_value() != ""
-    page.evaluate("""() => { const s = document.getElementById('steer-alpha'); s.value = '20';
-                             s.dispatchEvent(new Event('input', {bubbles: true})); }""")
-    page.click("#steer-run")
-    page.wait_for_url("**alpha=20**")
-    _ready(page, "steer")
+    _steer(page, "20")
     assert page.locator("#steer-before li").count() == 5 and page.locator("#steer-after li").count() == 5
     assert float(page.locator("#steer-cos").inner_text()) < 1.0
     shot()
     # the same with alpha 0 leaves the embedding where it was
-    page.evaluate("""() => { const s = document.getElementById('steer-alpha'); s.value = '0';
-                             s.dispatchEvent(new Event('input', {bubbles: true})); }""")
-    page.click("#steer-run")
-    page.wait_for_url("**alpha=0**")
-    _ready(page, "steer")
+    _steer(page, "0")
     assert page.locator("#steer-cos").inner_text() == "1.00"
     assert page.locator("#steer-before").inner_text() == page.locator("#steer-after").inner_text()
     assert not page.console_errors, page.console_errors
