@@ -11,8 +11,9 @@ resident memory (ru_maxrss) is reported beside the bound the design promises:
 - capture: the loaded model and libraries (measured: the same process's RSS after loading, before
   capturing) + one shard buffer (shard_tokens × d × 4 bytes, held ~3× while a shard is assembled and
   written) + a batch of activations;
-- training: libraries + SAE parameters, gradients and two Adam moments (4 × params × 4 bytes) + the
-  shuffling buffer (two windows of `window` shards, each ×2 while a window is permuted) + one batch.
+- training: libraries + SAE parameters, gradients and two Adam moments (4 × params × 4 bytes) + one
+  batch (rows are read from memory-mapped shards, mapped for the read and unmapped after) + the
+  65,536-row sample that sets the input scale and b_dec at the start.
 
 A store of 10M × 384 float32 is 15.4 GB on disk; neither process may come near that.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,10 +52,10 @@ from latentatlas.sae_runs import train_sae
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 seen = {}
 def on_step(step):
-    if step == 45:  # past the first window boundary (step 32): both windows of the buffer have been filled
+    if step == 45:  # well into training: everything the loop holds has been allocated
         seen["kb"] = rss()
 t0 = time.perf_counter()
-run, res = train_sae(sys.argv[1], "topk", expansion=16, k=32, steps=int(sys.argv[3]), batch_size=4096, window=4,
+run, res = train_sae(sys.argv[1], "topk", expansion=16, k=32, steps=int(sys.argv[3]), batch_size=4096,
                      name=sys.argv[1] + "-sae", atlas=sys.argv[2], progress=False, checkpoint_every=50, on_step=on_step)
 print(json.dumps({"steps": res.steps_done, "seconds": time.perf_counter() - t0, "steady_kb": seen["kb"],
                   "peak_kb": rss(), "fvu": res.last.get("fvu")}))
@@ -84,20 +86,27 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--train-only", action="store_true", help="Reuse the stores already captured in --workdir.")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="la-mem-"))
     work.mkdir(parents=True, exist_ok=True)
     atlas = work / "atlas"
-    text = corpus(work / "corpus.jsonl", max(sizes))
+    text = None if args.train_only else corpus(work / "corpus.jsonl", max(sizes))
     mb = lambda kb: kb / 1024  # noqa: E731
     rows = []
     for n in sizes:
+        if args.train_only:
+            shutil.rmtree(atlas / "runs" / f"mem{n}-sae", ignore_errors=True)  # the previous measurement's run
+            t = run(TRAIN, f"mem{n}", str(atlas), str(args.steps))
+            print(f"train {t['steps']} steps (TopK 16x, batch 4096) on the {n:,}-token store in {t['seconds']:.0f} s "
+                  f"({t['steps'] * 4096 / t['seconds']:,.0f} tok/s): peak RSS {mb(t['peak_kb']):.0f} MB; after step 45 {mb(t['steady_kb']):.0f} MB", flush=True)
+            continue
         c = run(CAPTURE, str(text), str(n), f"mem{n}", str(atlas))
         print(f"capture {c['tokens']:,} tokens ({c['shards']} shards, {c['bytes_on_disk'] / 1e9:.1f} GB on disk) in {c['seconds']:.0f} s: "
               f"peak RSS {mb(c['peak_kb']):.0f} MB; after the first shard {mb(c['first_shard_kb']):.0f} MB", flush=True)
         t = run(TRAIN, f"mem{n}", str(atlas), str(args.steps))
-        print(f"train {t['steps']} steps (TopK 16x, batch 4096, window 4) on {n:,} tokens in {t['seconds']:.0f} s: peak RSS "
+        print(f"train {t['steps']} steps (TopK 16x, batch 4096) on {n:,} tokens in {t['seconds']:.0f} s: peak RSS "
               f"{mb(t['peak_kb']):.0f} MB; after step 45 {mb(t['steady_kb']):.0f} MB", flush=True)
         rows.append((n, c, t))
     shard_mb = 32768 * 384 * 4 / 2**20
@@ -106,7 +115,7 @@ def main() -> None:
               f"after its first shard: {mb(c['first_shard_kb']):.0f} MB | {c['peak_kb'] / c['first_shard_kb']:.2f} |")
         print(f"| SAE training, {t['steps']} steps on {n:,} tokens | peak RSS {mb(t['peak_kb']):.0f} MB | after step 45: "
               f"{mb(t['steady_kb']):.0f} MB | {t['peak_kb'] / t['steady_kb']:.2f} |")
-    print(f"(one shard is {shard_mb:.0f} MB; the training shuffle buffer holds at most two windows of 4 shards)")
+    print(f"(one shard is {shard_mb:.0f} MB; training reads single rows from mapped shards, never a whole shard)")
 
 
 if __name__ == "__main__":

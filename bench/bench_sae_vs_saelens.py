@@ -5,13 +5,14 @@
 
 sae-lens is never a dependency of latentatlas: it lives in its own virtual environment, made once with
 
-    python -m venv /tmp/slvenv && /tmp/slvenv/bin/pip install torch==2.13.0 sae-lens
+    python -m venv /tmp/slvenv && /tmp/slvenv/bin/pip install torch==2.13.0 sae-lens==6.54.12
 
 Both sides train a TopK SAE (d_in from the store, d_sae = expansion × d_in, k, AuxK weight 1/32, input
 normalised to E‖x‖ = √d, Adam at the same lr with the same warm-up and final linear decay, dead after
 the same number of tokens) on the store's training shards, with batches of the same size:
 
-- latentatlas: `train_sae` (its full trainer: shuffling buffer, history, checkpoints, saving);
+- latentatlas: `train_sae` (its full trainer: batches drawn without replacement from the whole store, gradient
+  norm clipped at 1 as SAELens does, history, checkpoints, saving);
 - SAELens: `SAETrainer` with `TopKTrainingSAE`, fed random batches of the same shards held in memory
   (its own activation store needs a model to run; this is its training loop on the same data).
 
@@ -103,7 +104,7 @@ def main() -> None:
     ap.add_argument("--expansion", type=int, default=16)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=4096)
-    ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--lr", type=float, default=2e-3)
     args = ap.parse_args()
     from latentatlas.atlas import Atlas
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from latentatlas.activations import ActivationStore, ShuffledBatches
+from latentatlas.activations import ActivationStore, ShuffledBatches, permute
 from latentatlas.capture import hooked, run_to
 from latentatlas.data.text import load_corpus
 from latentatlas.errors import LatentAtlasError
@@ -66,6 +66,12 @@ def test_capture_bert_store_matches_model_and_drops_special_tokens(tiny, tmp_pat
     rows = np.nonzero(tokens["doc"].to_numpy() == 3)[0]
     pos = tokens["pos"].to_numpy()[rows]
     np.testing.assert_allclose(store.rows(rows), want[pos], atol=1e-5)
+    # scattered rows in any order, across shards, equal the whole-shard reads
+    every = np.concatenate([store.shard_array(i) for i in range(len(store.shards))])
+    pick = np.random.default_rng(0).integers(0, store.n_tokens, 300)
+    np.testing.assert_array_equal(store.rows(pick), every[pick])
+    with pytest.raises(LatentAtlasError, match=r"row numbers must be in \[0, "):
+        store.rows(np.array([store.n_tokens]))
     assert pos.min() == 1 and pos.max() == enc["input_ids"].shape[1] - 2  # [CLS] at 0 and [SEP] at the end left out
     np.testing.assert_allclose(tokens["norm"].to_numpy()[rows], np.linalg.norm(want[pos], axis=1), rtol=1e-5)
 
@@ -126,6 +132,15 @@ def test_damaged_or_missing_shard_is_named_and_left_alone(tiny, tmp_path):
     with pytest.raises(LatentAtlasError, match=r"shard '.*shard-00001.safetensors' is corrupt"):
         list(store.iter_chunks())
     assert shard.read_bytes() == before
+    with pytest.raises(LatentAtlasError, match=r"shard '.*shard-00001.safetensors' is corrupt"):
+        store.rows(np.array([store.shards[1].first_row + 3]))
+    assert shard.read_bytes() == before
+    # a header that no longer describes float32 [rows, d] (same size on disk): named, before any mapped read
+    n = int.from_bytes(data[:8], "little")
+    header = data[8 : 8 + n].replace(b'"F32"', b'"I32"')
+    shard.write_bytes(data[:8] + header + data[8 + n :])
+    with pytest.raises(LatentAtlasError, match=r"shard '.*shard-00001.safetensors' is corrupt: its safetensors header"):
+        ActivationStore(store.path).rows(np.array([store.shards[1].first_row]))
     shard.write_bytes(data[:-8] + b"\x00" * 8)  # same size, different bytes: only the checksum sees it
     store.shard_array(1)
     with pytest.raises(LatentAtlasError, match="checksum"):
@@ -140,8 +155,8 @@ def test_damaged_or_missing_shard_is_named_and_left_alone(tiny, tmp_path):
 
 def test_shuffled_batches_are_a_function_of_the_step(tiny, tmp_path):
     store = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=500, name="s", atlas=tmp_path, shard_tokens=100, batch_size=4, progress=False)
-    a = ShuffledBatches(store, 64, seed=3, window=2)
-    b = ShuffledBatches(store, 64, seed=3, window=2)
+    a = ShuffledBatches(store, 64, seed=3)
+    b = ShuffledBatches(store, 64, seed=3)
     seq = [a.batch_at(t) for t in range(20)]  # 1,280 rows: two and a half epochs
     assert all(x.shape == (64, store.d) for x in seq)
     for t in (17, 3, 9):  # any order, fresh object: same batch (what resume relies on)
@@ -151,6 +166,27 @@ def test_shuffled_batches_are_a_function_of_the_step(tiny, tmp_path):
     all_rows = store.rows(np.arange(store.n_tokens))
     assert sorted(map(bytes, epoch)) == sorted(map(bytes, all_rows))
     assert not np.array_equal(epoch, all_rows)
+    # drawn from the whole store: the first batch already touches every shard, and epochs differ
+    first = a.indices(0)
+    shard_of = np.searchsorted([s.first_row for s in store.shards], first, side="right") - 1
+    assert len(np.unique(shard_of)) == len(store.shards)
+    assert not np.array_equal(np.concatenate(seq)[store.n_tokens : 2 * store.n_tokens], epoch)
+    # a subset of shards (the training shards) is all a subset run ever sees
+    sub = ShuffledBatches(store, 64, seed=3, shards=[0, 2])
+    allowed = np.concatenate([np.arange(s.first_row, s.first_row + s.rows) for s in (store.shards[0], store.shards[2])])
+    drawn = np.concatenate([sub.indices(t) for t in range(8)])
+    assert np.isin(drawn, allowed).all() and len(np.unique(drawn[: len(allowed)])) == len(allowed)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000, 4097])
+def test_permute_is_a_seeded_bijection(n):
+    p = permute(np.arange(n), n, (5, 0))
+    assert sorted(p.tolist()) == list(range(n))
+    np.testing.assert_array_equal(permute(np.arange(n), n, (5, 0)), p)  # a function of the key
+    if n >= 64:
+        assert not np.array_equal(permute(np.arange(n), n, (5, 1)), p)
+        # not a near-identity: consecutive positions land far apart
+        assert np.abs(np.diff(p)).mean() > n / 10
 
 
 def test_corpora(tmp_path):

@@ -202,6 +202,16 @@ def test_sigkill_then_resume_through_the_cli(store):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_gradient_norm_is_clipped_by_default_and_can_be_turned_off(store):
+    clipped, _ = train_sae("acts", "topk", expansion=2, k=4, steps=20, batch_size=64, atlas=store, progress=False, name="clip")
+    free, _ = train_sae("acts", "topk", expansion=2, k=4, steps=20, batch_size=64, atlas=store, progress=False, name="free",
+                        grad_clip=None)
+    assert clipped.config()["train"]["grad_clip"] == 1.0 and free.config()["train"]["grad_clip"] is None
+    assert clipped.config()["data"]["shuffle"] == "global"
+    # same seed, same batches: only the clipping differs, and it changes the trajectory
+    assert not torch.equal(clipped.load_model().W_dec, free.load_model().W_dec)
+
+
 def test_eval_against_a_store_of_another_width_is_refused(store, tiny_tf):
     run, _ = train_sae("acts", "topk", expansion=2, k=4, steps=5, batch_size=64, atlas=store, progress=False)
     capture_store(tiny_tf["gpt2"], 0, tiny_tf["corpus"], tokens=100, name="g", atlas=store, progress=False)

@@ -9,8 +9,8 @@
 
 A shard holds whole documents, so a capture stopped at any point resumes at the first document of the
 next shard: ``index.json`` is rewritten (atomically) after each shard, and is the commit point. Memory is
-bounded by one shard (plus one batch of documents) while writing and, while training, by the shuffle window (two windows of
-``window`` shards). Nothing here knows about models: :mod:`latentatlas.capture` fills the store.
+bounded by one shard (plus one batch of documents) while writing and, while training, by one batch (rows
+are read from memory-mapped shards, see :class:`ShuffledBatches`). Nothing here knows about models: :mod:`latentatlas.capture` fills the store.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class ActivationStore:
             self.shards = [Shard(**s) for s in self.index["shards"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise LatentAtlasError(f"activation store index '{index}' is corrupt ({exc.__class__.__name__}: {exc})") from exc
+        self._offsets: dict[int, int] = {}
 
     # -- facts -----------------------------------------------------------------------------------
     @property
@@ -156,15 +157,48 @@ class ActivationStore:
                 if limit is not None and done >= limit:
                     return
 
+    def _data_offset(self, i: int) -> int:
+        """Byte offset of shard ``i``'s float32 [rows, d] block, after checking the file against the index
+        and its own safetensors header (so a mapped read can never run past the end of the file)."""
+        s = self.shards[i]
+        path = self.path / s.file
+        if not path.is_file() or path.stat().st_size != s.bytes:  # checked on every read: a mapped read past EOF would crash
+            self.shard_array(i)  # raises the precise error
+        if i in self._offsets:
+            return self._offsets[i]
+        try:
+            with path.open("rb") as fh:
+                n = int.from_bytes(fh.read(8), "little")
+                if not 2 <= n <= s.bytes - 8:
+                    raise ValueError(f"header length {n}")
+                meta = json.loads(fh.read(n))[TENSOR]
+            begin, end = (int(v) for v in meta["data_offsets"])
+            if meta["dtype"] != "F32" or list(meta["shape"]) != [s.rows, self.d] or end - begin != s.rows * self.d * 4 or 8 + n + end > s.bytes:
+                raise ValueError(f"{meta['dtype']} {meta['shape']} at bytes {begin}-{end}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LatentAtlasError(f"shard '{path}' is corrupt: its safetensors header does not describe float32 ({s.rows}, {self.d}) "
+                                   f"'{TENSOR}' ({exc})") from exc
+        self._offsets[i] = 8 + n + begin
+        return self._offsets[i]
+
     def rows(self, idx: np.ndarray) -> np.ndarray:
-        """The activations at global row numbers ``idx`` (any order), reading only the shards they touch."""
+        """The activations at global row numbers ``idx`` (any order). Only those rows are read: each
+        touched shard is memory-mapped for the call and unmapped after, so memory is the output plus the
+        pages touched, never whole shards."""
         idx = np.asarray(idx, dtype=np.int64)
         out = np.empty((len(idx), self.d), dtype=np.float32)
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.n_tokens):
+            raise LatentAtlasError(f"row numbers must be in [0, {self.n_tokens}) for store '{self.name}'")
         starts = np.array([s.first_row for s in self.shards], dtype=np.int64)
         which = np.searchsorted(starts, idx, side="right") - 1
-        for i in np.unique(which):
-            sel = np.nonzero(which == i)[0]
-            out[sel] = self.shard_array(int(i))[idx[sel] - starts[i]]
+        order = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[order], np.arange(len(self.shards) + 1))
+        for i in np.nonzero(np.diff(bounds))[0]:
+            sel = order[bounds[i] : bounds[i + 1]]
+            s = self.shards[i]
+            mm = np.memmap(self.path / s.file, dtype="<f4", mode="r", offset=self._data_offset(int(i)), shape=(s.rows, self.d))
+            out[sel] = mm[idx[sel] - starts[i]]
+            del mm
         return out
 
     def shard_tokens(self, i: int):
@@ -260,57 +294,81 @@ class StoreWriter:
         return ActivationStore(self.path)
 
 
-class ShuffledBatches:
-    """Training batches from a store through a shuffling buffer, as a pure function of the step.
+_M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
-    Each epoch visits the shards in a seeded random order, grouped into windows of ``window`` shards;
-    a window's rows are permuted (seeded by epoch and window) and the stream of batches runs through the
-    windows in turn. Batch ``t`` is rows ``t*B … t*B+B-1`` of that stream, so a resumed run gets the same
-    batches, and at most two windows are in memory.
+
+def permute(i: np.ndarray, n: int, key: tuple[int, ...], rounds: int = 6) -> np.ndarray:
+    """A seeded pseudo-random bijection of ``[0, n)``, evaluated at ``i``, in O(len(i)) time and O(1) memory.
+
+    A balanced Feistel network on the smallest even number of bits that covers ``n`` (round function:
+    the splitmix64 finaliser of the half-block plus a round key), restricted to ``[0, n)`` by cycle
+    walking (Black & Rogaway 2002): values that land at or above ``n`` are encrypted again until they do
+    not, which keeps it a bijection. The domain is < 4n, so a value needs at most a few walks on average.
+    """
+    i = np.asarray(i, dtype=np.uint64)
+    if n <= 1:
+        return np.zeros(i.shape, dtype=np.int64)
+    half = max(1, ((n - 1).bit_length() + 1) // 2)
+    mask = np.uint64((1 << half) - 1)
+    keys = np.random.default_rng(list(key)).integers(0, 2**63, size=rounds, dtype=np.uint64)
+    sh_half, s30, s27, s31 = np.uint64(half), np.uint64(30), np.uint64(27), np.uint64(31)
+
+    def enc(v: np.ndarray) -> np.ndarray:
+        left, right = v >> sh_half, v & mask
+        for k in keys:
+            z = (right + k) * _GOLD
+            z = (z ^ (z >> s30)) * _M1
+            z = (z ^ (z >> s27)) * _M2
+            left, right = right, left ^ ((z ^ (z >> s31)) & mask)
+        return (left << sh_half) | right
+
+    with np.errstate(over="ignore"):
+        out = enc(i)
+        walk = out >= n
+        while walk.any():
+            out[walk] = enc(out[walk])
+            walk = out >= n
+    return out.astype(np.int64)
+
+
+class ShuffledBatches:
+    """Training batches drawn uniformly without replacement from the whole store, as a pure function of
+    the step.
+
+    The stream of training rows is epoch after epoch, each a seeded pseudo-random permutation of every
+    training row (:func:`permute`: nothing the size of the store is held); batch ``t`` is positions
+    ``t*B … t*B+B-1`` of that stream, read with :meth:`ActivationStore.rows`. So a resumed run gets the
+    same batches, and memory is one batch. Shards are written in corpus order (a document's tokens are
+    neighbours, neighbouring documents often share a topic), so this global shuffle matters: shuffling
+    only within windows of a few shards reached a worse FVU in the same number of steps
+    (docs/benchmarks.md).
     """
 
-    def __init__(self, store: ActivationStore, batch_size: int, seed: int, window: int = 4, shards: list[int] | None = None):
+    def __init__(self, store: ActivationStore, batch_size: int, seed: int, shards: list[int] | None = None):
         self.store = store
         self.ids = np.arange(len(store.shards)) if shards is None else np.asarray(shards, dtype=np.int64)
         self.batch_size = batch_size
         self.seed = seed
-        self.window = max(1, window)
-        self.rows = np.array([store.shards[i].rows for i in self.ids], dtype=np.int64)
-        if self.rows.sum() < 1:
+        rows = np.array([store.shards[i].rows for i in self.ids], dtype=np.int64)
+        self.total = int(rows.sum())
+        if self.total < 1:
             raise LatentAtlasError(f"activation store '{store.name}' has no tokens to train on")
-        self.total = int(self.rows.sum())
-        self._windows: dict[tuple[int, int], np.ndarray] = {}
+        self._starts = np.concatenate([[0], np.cumsum(rows)])  # training-row number where each chosen shard begins
+        self._first = np.array([store.shards[i].first_row for i in self.ids], dtype=np.int64)
 
     def __len__(self) -> int:
         return self.total
 
-    def _layout(self, epoch: int) -> tuple[list[np.ndarray], np.ndarray]:
-        order = np.random.default_rng([self.seed, epoch, 0]).permutation(len(self.rows))
-        groups = [order[a : a + self.window] for a in range(0, len(order), self.window)]
-        sizes = np.array([self.rows[g].sum() for g in groups], dtype=np.int64)
-        return groups, np.concatenate([[0], np.cumsum(sizes)])
-
-    def _window(self, epoch: int, w: int, groups: list[np.ndarray]) -> np.ndarray:
-        key = (epoch, w)
-        if key not in self._windows:
-            data = np.concatenate([self.store.shard_array(int(self.ids[i])) for i in groups[w]])
-            perm = np.random.default_rng([self.seed, epoch, w + 1]).permutation(len(data))
-            if len(self._windows) >= 2:
-                self._windows.pop(next(iter(self._windows)))
-            self._windows[key] = data[perm]
-        return self._windows[key]
+    def indices(self, step: int) -> np.ndarray:
+        """The global store rows of batch ``step``."""
+        pos = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
+        epoch, off = np.divmod(pos, self.total)
+        local = np.empty_like(off)
+        for e in np.unique(epoch):
+            at = epoch == e
+            local[at] = permute(off[at], self.total, (self.seed, int(e)))
+        j = np.searchsorted(self._starts, local, side="right") - 1
+        return self._first[j] + (local - self._starts[j])
 
     def batch_at(self, step: int) -> np.ndarray:
-        out = []
-        pos, need = step * self.batch_size, self.batch_size
-        while need:
-            epoch, off = divmod(pos, self.total)
-            groups, bounds = self._layout(epoch)
-            w = int(np.searchsorted(bounds, off, side="right") - 1)
-            data = self._window(epoch, w, groups)
-            a = off - bounds[w]
-            take = min(need, len(data) - a)
-            out.append(data[a : a + take])
-            pos += take
-            need -= take
-        return out[0] if len(out) == 1 else np.concatenate(out)
+        return self.store.rows(self.indices(step))

@@ -265,6 +265,7 @@ def sae_train(
     steps: int = typer.Option(2000, "--steps", min=1),
     batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Tokens per step."),
     lr: float = typer.Option(2e-3, "--lr"),
+    grad_clip: float = typer.Option(1.0, "--grad-clip", min=0, help="Clip the gradient's global norm to this (0: no clipping)."),
     l1_coeff: Optional[float] = typer.Option(None, "--l1-coeff", help="relu: L1 weight λ (default 5)."),
     l0_coeff: Optional[float] = typer.Option(None, "--l0-coeff", help="jumprelu: L0 weight λ (default 0.5)."),
     holdout_shards: Optional[int] = typer.Option(None, "--holdout-shards", help="Shards kept for eval (default: the last shards holding 5% of the tokens, if the store has ≥ 5)."),
@@ -282,7 +283,7 @@ def sae_train(
     if resume and not name:
         raise LatentAtlasError("--resume needs --name to say which SAE run to continue")
     run, result = train_sae(activations, arch, expansion=expansion, k=k, steps=steps, batch_size=batch_size, lr=lr,
-                            l1_coeff=l1_coeff, l0_coeff=l0_coeff, holdout_shards=holdout_shards, seed=seed, name=name,
+                            grad_clip=grad_clip or None, l1_coeff=l1_coeff, l0_coeff=l0_coeff, holdout_shards=holdout_shards, seed=seed, name=name,
                             atlas=atlas, resume=resume, checkpoint_every=checkpoint_every, device=device, progress=not quiet)
     how = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
     last = "  ".join(f"{k_} {v:.3g}" for k_, v in result.last.items() if k_ in ("l0", "fvu", "dead"))

@@ -104,7 +104,7 @@ def train_sae(
     lr_decay: float = 0.2,
     dead_tokens: int | None = None,
     normalize_input: bool = True,
-    window: int = 4,
+    grad_clip: float | None = 1.0,
     holdout_shards: int | None = None,
     seed: int = 0,
     name: str | None = None,
@@ -132,7 +132,7 @@ def train_sae(
         torch.manual_seed(train_cfg.seed)
         model = build(config_from_dict("sae", cfg["model"]))
         _init(model, store, cfg["data"]["holdout_shards"], train_cfg.seed)
-        source = _batches(store, train_cfg.batch_size, train_cfg.seed, cfg["data"]["window"], cfg["data"]["holdout_shards"])
+        source = _batches(store, train_cfg.batch_size, train_cfg.seed, cfg["data"]["holdout_shards"])
         return run, fit(model, source, run, train_cfg, resume=True, progress=progress, on_step=on_step)
 
     from .models.sae import ARCHS
@@ -160,7 +160,8 @@ def train_sae(
         raise LatentAtlasError(f"cannot build a {arch} SAE: {exc}") from exc
     resolve_device(device)
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every, log_every=log_every,
-                            device=device, lr_warmup=min(steps // 20, 1000) if lr_warmup is None else lr_warmup, lr_decay=lr_decay)
+                            device=device, lr_warmup=min(steps // 20, 1000) if lr_warmup is None else lr_warmup, lr_decay=lr_decay,
+                            grad_clip=grad_clip)
     name = name or atlas.unique_run_name(f"sae-{arch}-{activations}")
     torch.manual_seed(seed)
     model = build(model_cfg)
@@ -168,12 +169,12 @@ def train_sae(
     config: dict[str, Any] = {
         "name": name, "kind": "sae", "model": config_to_dict(model_cfg), "train": train_cfg.to_dict(),
         "data": {"kind": "activations", "name": activations, "d": store.d, "tokens": store.n_tokens,
-                 "holdout_shards": holdout, "window": window, "store_model": store.index.get("model"), "layer": store.index.get("layer")},
+                 "holdout_shards": holdout, "shuffle": "global", "store_model": store.index.get("model"), "layer": store.index.get("layer")},
         "versions": {"latentatlas": __version__, "torch": torch.__version__},
         "created_at": now_iso(),
     }
     run = atlas.create_run(name, config)
-    source = _batches(store, batch_size, seed, window, holdout)
+    source = _batches(store, batch_size, seed, holdout)
     try:
         result = fit(model, source, run, train_cfg, resume=False, progress=progress, on_step=on_step)
     except LatentAtlasError:
@@ -183,8 +184,8 @@ def train_sae(
     return run, result
 
 
-def _batches(store: ActivationStore, batch_size: int, seed: int, window: int, holdout: int) -> ShuffledBatches:
-    return ShuffledBatches(store, batch_size, seed, window, shards=list(range(len(store.shards) - holdout)))
+def _batches(store: ActivationStore, batch_size: int, seed: int, holdout: int) -> ShuffledBatches:
+    return ShuffledBatches(store, batch_size, seed, shards=list(range(len(store.shards) - holdout)))
 
 
 def _init(model, store: ActivationStore, holdout: int, seed: int, rows: int = 65536) -> None:

@@ -7,8 +7,8 @@ bitwise-exact resume on CPU, ``history.jsonl``, CUDA when available. Two optiona
 ``after_step()`` (constraints, e.g. unit-norm decoder rows).
 
 The data is either indexable (``len`` + ``get(indices)``: batches are slices of a per-epoch
-permutation) or a batch source with ``batch_at(step)`` (a stream such as an activation store's
-shuffling buffer), which must itself be a pure function of the step.
+permutation) or a batch source with ``batch_at(step)`` (such as an activation store's
+``ShuffledBatches``), which must itself be a pure function of the step.
 
 Resume is exact because nothing the next step depends on lives outside the checkpoint: the batch at
 step ``t`` is a pure function of (seed, t) (a per-epoch permutation seeded by the epoch number), and the
