@@ -115,27 +115,6 @@ class ActivationStore:
             raise LatentAtlasError(f"shard '{path}' holds shape {tuple(arr.shape)}, expected ({s.rows}, {self.d}) from index.json")
         return np.asarray(arr, dtype=np.float32)
 
-    def span(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start`` … ``stop − 1`` read straight from the shard files (only those bytes), for
-        looking up a few contexts without loading whole shards."""
-        from safetensors import SafetensorError, safe_open
-
-        start, stop = max(0, start), min(self.n_tokens, stop)
-        parts = []
-        for s in self.shards:
-            a, b = max(start, s.first_row), min(stop, s.first_row + s.rows)
-            if a >= b:
-                continue
-            path = self.path / s.file
-            if not path.is_file() or path.stat().st_size != s.bytes:
-                self.shard_array(self.shards.index(s))  # raises the precise error
-            try:
-                with safe_open(str(path), framework="numpy") as fh:
-                    parts.append(np.asarray(fh.get_slice(TENSOR)[a - s.first_row : b - s.first_row], dtype=np.float32))
-            except (SafetensorError, OSError, ValueError) as exc:
-                raise LatentAtlasError(f"shard '{path}' is corrupt: not a readable safetensors file ({exc})") from exc
-        return np.concatenate(parts) if parts else np.zeros((0, self.d), np.float32)
-
     def verify(self) -> None:
         """Read every shard and check its size, checksum, shape and token table."""
         for i in range(len(self.shards)):

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from ._progress import progress_bar
 from .activations import ActivationStore, StoreWriter
 from .data.text import Corpus
 from .errors import LatentAtlasError
@@ -80,13 +81,6 @@ def tokenize(tokenizer, texts: list[str], max_length: int, prepend_bos: bool = F
     special = enc.pop("special_tokens_mask").bool()
     special |= torch.isin(enc["input_ids"], torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long))
     return dict(enc), enc["attention_mask"].bool() & ~special
-
-
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
 
 
 def capture(
@@ -153,7 +147,7 @@ def capture(
         if on_shard is not None:
             on_shard(len(writer.index["shards"]) - 1)
 
-    with _progress(progress) as bar:
+    with progress_bar(progress, "tokens") as bar:
         task = bar.add_task(f"capturing {Path(path).name}", total=tokens, completed=have)
         exhausted = False
         while have + pending < tokens and not exhausted:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._progress import progress_bar
 from .errors import LatentAtlasError
 from .atlas import Run, now_iso
 from .data import load_dataset
@@ -31,13 +32,6 @@ FULL_SCORES = {
 _RENAME = {"dci_informativeness_test": "dci_informativeness"}
 HEADLINE = ("recon_error", "kl", "elbo", "active_units", "aggregate_kl", "mig", "dci_disentanglement",
             "dci_completeness", "dci_informativeness", "sap", "modularity", "explicitness", "beta_vae", "factor_vae")
-
-
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), disable=not enabled)
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
@@ -104,7 +98,7 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     idx = choose_sample(data, n, seed)
     rng = np.random.default_rng(seed)
 
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(f"encoding {len(idx)} samples", total=len(idx))
         enc = encode_dataset(model, data, idx, on_batch=lambda k: bar.advance(task, k))
     timings["encode"] = time.perf_counter() - t_start

@@ -142,16 +142,26 @@ class SAEExplorer:
         return self._freq
 
     # -- one feature's page --------------------------------------------------------------------------
-    def _context(self, row: int, feature: int) -> dict[str, Any]:
+    def _contexts(self, centres: list[int], feature: int) -> list[dict[str, Any]]:
+        """Each centre row's context (the tokens of its document within ±CONTEXT) with ``feature``'s
+        activation on every token: all of a page's rows read with one ``rows`` call and encoded at once."""
         t = self.tokens
-        lo, hi = max(0, row - CONTEXT), min(len(t), row + CONTEXT + 1)
-        doc = int(t["doc"].iat[row])
-        same = (t["doc"].iloc[lo:hi] == doc).to_numpy()
-        rows = np.arange(lo, hi)[same]
+        spans = []
+        for row in centres:
+            lo, hi = max(0, row - CONTEXT), min(len(t), row + CONTEXT + 1)
+            doc = int(t["doc"].iat[row])
+            spans.append((row, doc, np.arange(lo, hi)[(t["doc"].iloc[lo:hi] == doc).to_numpy()]))
+        if not spans:
+            return []
+        every = np.concatenate([rows for _, _, rows in spans])
         with torch.inference_mode():
-            acts = self.sae.encode(torch.from_numpy(self.store.span(int(rows[0]), int(rows[-1]) + 1)))[:, feature].numpy()
-        return {"row": row, "doc": doc, "act": float(acts[row - rows[0]]), "focus": int(row - rows[0]),
-                "tokens": [{"t": t["text"].iat[r], "a": round(float(v), 4)} for r, v in zip(rows, acts)]}
+            acts = self.sae.encode(torch.from_numpy(self.store.rows(every)))[:, feature].numpy()
+        out, at = [], 0
+        for row, doc, rows in spans:
+            a, at = acts[at : at + len(rows)], at + len(rows)
+            out.append({"row": row, "doc": doc, "act": float(a[row - rows[0]]), "focus": int(row - rows[0]),
+                        "tokens": [{"t": t["text"].iat[r], "a": round(float(v), 4)} for r, v in zip(rows, a)]})
+        return out
 
     def feature_page(self, i: int, examples: int = 20) -> dict[str, Any]:
         self._check_feature(i)
@@ -159,13 +169,12 @@ class SAEExplorer:
         n = max(meta["n_tokens"], 1)
         top = [int(r) for r in a["top_rows"][i][:examples] if r >= 0]
         width = float(a["max_act"][i]) / meta["bins"] if a["max_act"][i] > 0 else 0.0
-        quantiles = []
-        for b in np.nonzero(a["bin_rows"][i] >= 0)[0]:
-            quantiles.append({"bin": [b * width, (b + 1) * width], "count": int(a["hist"][i][b]),
-                              **self._context(int(a["bin_rows"][i][b]), i)})
+        bins = np.nonzero(a["bin_rows"][i] >= 0)[0]
         # spread the quantile examples: at most 8, evenly over the bins that have one
-        if len(quantiles) > 8:
-            quantiles = [quantiles[j] for j in sorted({int(round(x)) for x in np.linspace(0, len(quantiles) - 1, 8)})]
+        if len(bins) > 8:
+            bins = bins[sorted({int(round(x)) for x in np.linspace(0, len(bins) - 1, 8)})]
+        contexts = self._contexts(top + [int(a["bin_rows"][i][b]) for b in bins], i)
+        quantiles = [{"bin": [b * width, (b + 1) * width], "count": int(a["hist"][i][b]), **c} for b, c in zip(bins, contexts[len(top):])]
         from .analysis.sae_features import decoder_neighbours
 
         w = self.sae.decoder().detach().numpy()
@@ -176,7 +185,7 @@ class SAEExplorer:
             "id": i, "n_tokens": meta["n_tokens"], "fires": int(a["fires"][i]), "density": float(a["fires"][i] / n),
             "max_act": float(a["max_act"][i]),
             "histogram": {"edges": [b * width for b in range(meta["bins"] + 1)], "counts": a["hist"][i].tolist()},
-            "top": [self._context(r, i) for r in top],
+            "top": contexts[: len(top)],
             "quantiles": quantiles,
             "neighbours": [{"id": j, "cos": c, "top_tokens": self._token_texts(a["token_ids"][j][:3])} for j, c in decoder_neighbours(w, i)],
             "top_tokens": toks,

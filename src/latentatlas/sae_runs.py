@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._progress import progress_bar
 from .activations import ActivationStore, ShuffledBatches
 from .atlas import Atlas, Run, now_iso
 from .errors import LatentAtlasError
@@ -249,10 +250,8 @@ def evaluate_sae(
     # there are at least ~50 blocks to resample
     stats = SAEStats(model.config.d_sae, block=int(min(1024, max(64, n_eval // 50))))
     done = 0
-    from rich.progress import Progress
-
-    with Progress(disable=not progress) as bar, torch.inference_mode():
-        task = bar.add_task(f"evaluating {run.name}", total=tokens)
+    with progress_bar(progress, "tokens") as bar, torch.inference_mode():
+        task = bar.add_task(f"evaluating {run.name}", total=n_eval)
         for i in shards:
             arr = store.shard_array(i)
             for a in range(0, len(arr), batch_size):

@@ -29,6 +29,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 import torch
 
+from ._progress import progress_bar
 from .atlas import Run
 from .errors import LatentAtlasError
 
@@ -181,21 +182,6 @@ def _restore_rng(tensors: dict[str, torch.Tensor], device: torch.device) -> None
         torch.cuda.set_rng_state(tensors["torch_cuda"], device)
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[metrics]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
-
-
 @contextmanager
 def _deferred_sigint():
     """Turn the first Ctrl-C into a flag checked between steps, so a checkpoint never holds half a step."""
@@ -276,7 +262,7 @@ def fit(
     last: dict[str, float] = {}
     t0 = time.perf_counter()
     step = start
-    with _progress(progress) as bar, _deferred_sigint() as interrupted:
+    with progress_bar(progress, "{task.fields[metrics]}") as bar, _deferred_sigint() as interrupted:
         task = bar.add_task(f"training {run.name}", total=config.steps, completed=start, metrics="")
         try:
             while step < config.steps:
