@@ -94,6 +94,25 @@ def test_steer(client):
     assert client.post("/api/runs/s/steer", json={"text": "x", "feature": 0, "alpha": 1e9}).status_code == 422
 
 
+def test_steering_corpus_index_is_cached_in_the_run(client, sae_atlas):
+    from latentatlas.atlas import Atlas
+    from latentatlas.sae_explore import SAEExplorer
+
+    client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": 0, "alpha": 1})
+    cache = sae_atlas / "runs" / "s" / "features" / "corpus_index.safetensors"
+    assert cache.is_file()
+    first = SAEExplorer(Atlas(sae_atlas).run("s"))._corpus_index()
+    fresh = SAEExplorer(Atlas(sae_atlas).run("s"))
+    ids, _, _, emb = fresh._corpus_index()
+    assert fresh._tf is None, "a cached index must not need the transformer"
+    np.testing.assert_array_equal(emb, first[3])
+    np.testing.assert_array_equal(ids, first[0])
+    cache.write_bytes(b"garbage")  # a damaged cache is recomputed and replaced, not an error
+    again = SAEExplorer(Atlas(sae_atlas).run("s"))
+    np.testing.assert_allclose(again._corpus_index()[3], emb, atol=1e-5)
+    assert again._tf is not None and cache.stat().st_size > 100
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
 @given(text=st.text(max_size=300), alpha=st.floats(allow_nan=True, allow_infinity=True), feature=st.integers(-5, 200))
 def test_no_request_is_a_server_error(client, text, alpha, feature):

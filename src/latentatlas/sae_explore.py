@@ -255,19 +255,42 @@ class SAEExplorer:
             return (means[0] - means[1]) @ sae.decoder() / sae.input_scale, "code(a) − code(b), decoded"
 
     def _corpus_index(self, docs: int = 512):
+        """Sentence embeddings of the store's first ``docs`` documents, the neighbours steering reports.
+        Computed once (~10 s for MiniLM on a CPU) and kept in ``features/corpus_index.safetensors``; a
+        cache that is unreadable or from another store is recomputed and replaced."""
         with self._lock:
             if self._index is None:
-                from .fidelity import sentence_embedding
-
-                tf = self.transformer
                 table = self.store.documents().sort_values("doc").head(docs)
-                texts, embs = table["text"].tolist(), []
-                with torch.inference_mode():
-                    for a in range(0, len(texts), 32):
-                        enc = tf.tokenizer(texts[a : a + 32], padding=True, truncation=True, max_length=128, return_tensors="pt")
-                        embs.append(sentence_embedding(tf.model, dict(enc)))
-                self._index = (table["doc"].to_numpy(), texts, table["source"].tolist(), torch.cat(embs).numpy())
+                ids = table["doc"].to_numpy().astype(np.int64)
+                self._index = (ids, table["text"].tolist(), table["source"].tolist(), self._cached_embeddings(ids, table["text"].tolist()))
             return self._index
+
+    def _cached_embeddings(self, ids: np.ndarray, texts: list[str]) -> np.ndarray:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        from ._io import atomic_save_safetensors
+        from .fidelity import sentence_embedding
+
+        path = self.run.features_dir / "corpus_index.safetensors"
+        try:
+            got = load_file(str(path))
+            if np.array_equal(got["doc"], ids) and got["emb"].shape[0] == len(ids):
+                return got["emb"]
+        except (SafetensorError, OSError, KeyError, ValueError):
+            pass  # absent or unusable: recompute below
+        tf = self.transformer
+        embs = []
+        with torch.inference_mode():
+            for a in range(0, len(texts), 32):
+                enc = tf.tokenizer(texts[a : a + 32], padding=True, truncation=True, max_length=128, return_tensors="pt")
+                embs.append(sentence_embedding(tf.model, dict(enc)))
+        emb = torch.cat(embs).float()
+        try:
+            atomic_save_safetensors(path, {"doc": torch.from_numpy(ids), "emb": emb}, metadata={"store": self.store.name})
+        except OSError:
+            pass  # a read-only atlas still steers, it just recomputes next time
+        return emb.numpy()
 
     def steer(self, text: str, alpha: float = 4.0, feature: int | None = None, text_a: str | None = None,
               text_b: str | None = None, k: int = 5) -> dict[str, Any]:
