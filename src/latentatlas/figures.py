@@ -674,7 +674,13 @@ def rate_distortion(points: Sequence[Mapping[str, Any]], *, title: str | None = 
             for p, xi, yi in zip(pts, x, y):
                 ax.annotate(str(p.get("label", "")), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7, color=_MUTED)
             if np.all(x > 0) and x.max() / max(x.min(), 1e-12) > 8:
+                from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
                 ax.set_xscale("log")
+                # plain numbers at 1, 2, 5 × 10^n: the default labels every minor tick in scientific form, and they collide
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+                ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(label)
             ax.set_ylabel("FVU (centred)")
             ax.grid(True)

@@ -194,11 +194,14 @@ async function sweepView(ctx, m, view) {
   for (const tr of view.querySelectorAll("tr[data-run]")) tr.addEventListener("click", () => state.set({ run: tr.dataset.run, view: "features" }, { push: true }));
   const Plotly = await api.loadPlotly();
   const err = { type: "data", symmetric: false, array: pts.map((p) => (p.fvu_high ?? p.fvu) - p.fvu), arrayminus: pts.map((p) => p.fvu - (p.fvu_low ?? p.fvu)) };
-  Plotly.newPlot("frontier", [
-    { type: "scatter", mode: "lines+markers+text", x: pts.map((p) => p.l0), y: pts.map((p) => p.fvu), error_y: err, text: pts.map((p) => p.label),
-      textposition: "top right", name: "FVU vs L0", marker: { color: "#2f6690" } },
-    { type: "scatter", mode: "lines+markers", x: pts.map((p) => p.rate_bits), y: pts.map((p) => p.fvu), xaxis: "x2", name: "FVU vs rate", marker: { color: "#d1495b" } },
+  // labels sit above-right of each point; the last one's would run off the panel's right edge, so it goes
+  // below-left (the frontier falls from the upper left, so that side is clear of the line)
+  const where = pts.map((_, i) => (i === pts.length - 1 && pts.length > 1 ? "bottom left" : "top right"));
+  const trace = (key, axis, color, name) => ({ type: "scatter", mode: "lines+markers+text", x: pts.map((p) => p[key]), y: pts.map((p) => p.fvu),
+    error_y: err, text: pts.map((p) => p.label), textposition: where, textfont: { color: "#888" }, cliponaxis: false, xaxis: axis, name, marker: { color } });
+  Plotly.newPlot("frontier", [trace("l0", "x", "#2f6690", "FVU vs L0"), trace("rate_bits", "x2", "#d1495b", "FVU vs rate")
   ], { title: { text: "rate–distortion frontier", font: { size: 13 } }, font: { family: "DejaVu Sans, sans-serif", size: 11 },
-       xaxis: { title: { text: "L0" }, type: "log", domain: [0, 0.47] }, xaxis2: { title: { text: "bits per token" }, type: "log", domain: [0.53, 1], anchor: "y" },
+       xaxis: { title: { text: "L0" }, type: "log", domain: [0, 0.47] },
+       xaxis2: { title: { text: "bits per token" }, type: "log", domain: [0.53, 1], anchor: "y" },
        yaxis: { title: { text: "FVU" } }, margin: { l: 50, r: 10, t: 36, b: 40 }, showlegend: false }, { displaylogo: false, responsive: true });
 }
