@@ -34,8 +34,10 @@ def test_capture_train_eval_round_trip(tiny_tf, tmp_path, capsys):
     assert report["kind"] == "sae" and report["metrics"]["l0"]["value"] == pytest.approx(4)
     assert report["metrics"]["fvu"]["ci_low"] <= report["metrics"]["fvu"]["value"] <= report["metrics"]["fvu"]["ci_high"]
     assert json.loads((atlas / "runs" / "s" / "metrics.json").read_text())["headline"]["l0"] == pytest.approx(4)
-    code, out, err = _cli(capsys, "sae", "eval", "s", "--atlas", atlas)
-    assert code == 0 and "fvu" in out and "explained_variance" in out
+    assert "embedding_cosine" in report["metrics"]  # downstream is on by default
+    code, out, err = _cli(capsys, "sae", "eval", "s", "--atlas", atlas, "--feature-tokens", "300", "--no-downstream")
+    assert code == 0 and "fvu" in out and "explained_variance" in out and "embedding_cosine" not in out
+    assert json.loads((atlas / "runs" / "s" / "features" / "features.json").read_text())["n_tokens"] == 300
     # a VAE command on an SAE run says what to use instead
     code, out, err = _cli(capsys, "eval", "s", "--atlas", atlas)
     assert code == 2 and "latentatlas sae eval s" in err
@@ -50,6 +52,8 @@ def test_capture_train_eval_round_trip(tiny_tf, tmp_path, capsys):
         (["sae", "train", "--activations", "acts", "--arch", "gated"], "is not an SAE architecture"),
         (["sae", "train", "--activations", "acts", "--resume"], "--resume needs --name"),
         (["sae", "eval", "nope"], "run 'nope' was not found"),
+        (["sae", "sweep", "--activations", "nope", "--values", "8,16"], "activation store 'nope' was not found"),
+        (["sae", "sweep", "--activations", "acts", "--values", "8,many"], "--values '8,many' is not a comma-separated list of numbers"),
         (["capture", "--model", "TINY", "--layer", "7", "--tokens", "10"], "--layer 7 is out of range"),
     ],
 )

@@ -335,6 +335,8 @@ def sae_eval(
     run: str = typer.Argument(..., help="SAE run name."),
     activations: Optional[str] = typer.Option(None, "--activations", help="Evaluate on another store (default: the run's held-out shards)."),
     tokens: int = typer.Option(200_000, "--tokens", min=1, help="Evaluate on at most this many tokens."),
+    feature_tokens: int = typer.Option(200_000, "--feature-tokens", min=1, help="Tokens (from the store's start) the feature tables scan."),
+    downstream: bool = typer.Option(True, "--downstream/--no-downstream", help="Splice the SAE into the model (embedding cosine, CE recovered)."),
     atlas: Optional[str] = AtlasOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
     seed: int = typer.Option(0, "--seed"),
@@ -347,7 +349,7 @@ def sae_eval(
 
     the_run = Atlas(atlas).run(run)
     report = evaluate_sae(the_run, activations=activations, tokens=tokens, seed=seed, device=device,
-                          command=" ".join(["latentatlas", *_ARGV]), progress=not (quiet or as_json))
+                          feature_tokens=feature_tokens, downstream=downstream, command=" ".join(["latentatlas", *_ARGV]), progress=not (quiet or as_json))
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
