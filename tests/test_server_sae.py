@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -128,3 +129,31 @@ def test_display_tokens_reads_like_text():
 
     assert "".join(display_tokens(["return", "the", "count", "##er", "(", "x", ")", "."])) == "return the counter (x)."
     assert "".join(display_tokens(["Open", "Ġthe", "Ġfile", ".", "Ċ", "Done"])) == "Open the file.\nDone"
+
+
+def test_logit_effect_on_a_causal_lm_and_none_on_an_encoder(tiny_tf, tmp_path, client):
+    """A GPT-2 SAE's feature page lists the tokens its decoder direction promotes and suppresses through
+    the unembedding (final layer-norm gain folded in); a BERT page has none."""
+    from latentatlas.atlas import Atlas
+    from latentatlas.sae_explore import SAEExplorer
+
+    assert client.get("/api/runs/s/features/0").json()["logits"] is None
+    capture_store(tiny_tf["gpt2"], 1, tiny_tf["corpus"], tokens=600, name="g", atlas=tmp_path, shard_tokens=200, batch_size=4, progress=False)
+    run, _ = train_sae("g", "topk", expansion=2, k=4, steps=10, batch_size=64, name="gs", atlas=tmp_path, progress=False)
+    evaluate_sae(run, progress=False, downstream=False)
+    ex = SAEExplorer(Atlas(tmp_path).run("gs"))
+    model = ex.transformer.model
+    with torch.no_grad():  # a random init leaves the gain at 1; make it matter, so the fold is tested
+        model.transformer.ln_f.weight.copy_(torch.rand(model.transformer.ln_f.weight.shape, generator=torch.Generator().manual_seed(0)) * 3)
+    page = ex.feature_page(3)
+    pos, neg = page["logits"]["positive"], page["logits"]["negative"]
+    assert len(pos) == len(neg) == 10
+    # the same ranking computed here, by hand, from the model's own weights
+    w_u = model.lm_head.weight.detach() * model.transformer.ln_f.weight.detach()
+    d = ex.sae.decoder()[3].detach()
+    scores = w_u @ (d / d.norm())
+    assert [t["id"] for t in pos] == torch.topk(scores, 10).indices.tolist()
+    assert [t["id"] for t in neg] == torch.topk(-scores, 10).indices.tolist()
+    assert pos[0]["logit"] == pytest.approx(float(scores.max()), rel=1e-5) and neg[0]["logit"] == pytest.approx(float(scores.min()), rel=1e-5)
+    unfolded = model.lm_head.weight.detach() @ (d / d.norm())
+    assert torch.topk(unfolded, 10).indices.tolist() != [t["id"] for t in pos]  # the gain changes the answer

@@ -53,6 +53,8 @@ class SAEExplorer:
         self._sae = self._tables = self._tokens = self._tf = self._index = None
         self._lookup: dict[int, str] | None = None
         self._freq: np.ndarray | None = None
+        self._w_u: torch.Tensor | None = None
+        self._w_u_loaded = False
 
     # -- lazily loaded pieces ----------------------------------------------------------------------
     @property
@@ -189,7 +191,49 @@ class SAEExplorer:
             "quantiles": quantiles,
             "neighbours": [{"id": j, "cos": c, "top_tokens": self._token_texts(a["token_ids"][j][:3])} for j, c in decoder_neighbours(w, i)],
             "top_tokens": toks,
+            "logits": self.logit_effect(i),
         }
+
+    def _unembedding(self) -> torch.Tensor | None:
+        """The causal LM's unembedding [vocab, d] with its final layer norm's gain folded in (None for
+        encoders, or a model without an output embedding). Cached."""
+        with self._lock:
+            if not self._w_u_loaded:
+                self._w_u_loaded = True
+                if self.store.index.get("causal"):
+                    model = self.transformer.model
+                    head = model.get_output_embeddings()
+                    if head is not None:
+                        w = head.weight.detach().float()
+                        base = model.base_model
+                        norm = next((getattr(base, n) for n in ("ln_f", "norm", "final_layer_norm", "final_layernorm") if hasattr(base, n)), None)
+                        gain = getattr(norm, "weight", None)
+                        if gain is not None and gain.shape == w.shape[1:]:
+                            w = w * gain.detach().float()
+                        self._w_u = w
+            return self._w_u
+
+    def logit_effect(self, i: int, n: int = 10) -> dict[str, list[dict[str, Any]]] | None:
+        """For a causal LM: the tokens whose logits feature ``i``'s decoder direction raises and lowers
+        most along the direct path, ``(W_U · diag(γ)) d_i`` with γ the final layer norm's gain and d_i the
+        unit decoder direction (the "top logits" of Neuronpedia's feature pages; it ignores the layers
+        after the SAE's and the norm's scaling by the residual's size). None for encoder models."""
+        w_u = self._unembedding()
+        if w_u is None:
+            return None
+        direction = self.sae.decoder()[self._check_feature(i)].detach().float()
+        scores = w_u @ (direction / direction.norm().clamp_min(1e-12))
+        tok = self.transformer.tokenizer
+
+        def pick(values: torch.Tensor, ids: torch.Tensor) -> list[dict[str, Any]]:
+            names = display_tokens(tok.convert_ids_to_tokens([int(j) for j in ids]))
+            # a token that is only whitespace would show as nothing: make its spaces and newlines visible
+            shown = [t.strip() or t.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥") for t in names]
+            return [{"token": t, "id": int(j), "logit": float(v)} for t, j, v in zip(shown, ids, values)]
+
+        k = min(n, len(scores))
+        up, down = torch.topk(scores, k), torch.topk(-scores, k)
+        return {"positive": pick(up.values, up.indices), "negative": pick(-down.values, down.indices)}
 
     # -- the probe: which features fire on each token of a text ------------------------------------
     def _encode_text(self, text: str):

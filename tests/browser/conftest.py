@@ -109,11 +109,13 @@ def server(atlas_root):
 
 
 SAE_RUN = "s"
+SAE_GPT2_RUN = "gs"
 
 
 @pytest.fixture(scope="session")
 def sae_atlas_root(tmp_path_factory, tiny_tf):
-    """An atlas with a tiny BERT's activation store and an evaluated TopK SAE ``s`` (128 features)."""
+    """An atlas with a tiny BERT's activation store and an evaluated TopK SAE ``s`` (128 features), a
+    sweep ``sw``, and a tiny GPT-2's store with an evaluated SAE ``gs``."""
     from latentatlas.sae_runs import capture_store, evaluate_sae, sweep_sae, train_sae
 
     root = tmp_path_factory.mktemp("sae-browser-atlas")
@@ -121,6 +123,10 @@ def sae_atlas_root(tmp_path_factory, tiny_tf):
     run, _ = train_sae("acts", "topk", expansion=4, k=4, steps=80, batch_size=64, lr=3e-3, name=SAE_RUN, atlas=root, progress=False)
     evaluate_sae(run, progress=False)
     sweep_sae("acts", "topk", [2, 8], name="sw", atlas=root, progress=False, expansion=2, steps=30, batch_size=64, lr=3e-3)
+    # a causal LM's SAE too, whose feature pages add the logit effect
+    capture_store(tiny_tf["gpt2"], 1, tiny_tf["corpus"], tokens=800, name="gacts", atlas=root, shard_tokens=200, batch_size=4, progress=False)
+    gpt, _ = train_sae("gacts", "topk", expansion=2, k=4, steps=40, batch_size=64, name=SAE_GPT2_RUN, atlas=root, progress=False)
+    evaluate_sae(gpt, progress=False, downstream=False)
     return root
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import SAE_RUN
+from .conftest import SAE_GPT2_RUN, SAE_RUN
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +55,21 @@ def test_feature_list_and_page(page, sae_server, shot, frontend):
     target = chip.get_attribute("data-feat")
     chip.click()
     page.wait_for_function("f => document.querySelector('#sae-right').dataset.feature === f", arg=target)
+    assert page.locator("#feature-logits").count() == 0  # an encoder has no unembedding
+    assert not page.console_errors, page.console_errors
+
+
+def test_causal_lm_feature_page_shows_the_logit_effect(page, sae_server, shot, frontend):
+    page.goto(f"{sae_server}/?run={SAE_GPT2_RUN}&view=features&feat=3")
+    _ready(page, "features")
+    page.wait_for_function("() => document.querySelector('#sae-right').dataset.feature === '3'")
+    logits = page.locator("#feature-logits")
+    logits.scroll_into_view_if_needed()
+    up = [float(v) for v in logits.locator("table").nth(0).locator("tbody td.num").all_inner_texts()]
+    down = [float(v) for v in logits.locator("table").nth(1).locator("tbody td.num").all_inner_texts()]
+    assert len(up) == len(down) == 10
+    assert up == sorted(up, reverse=True) and down == sorted(down) and up[-1] > down[-1]
+    shot(on=logits)
     assert not page.console_errors, page.console_errors
 
 

@@ -62,6 +62,10 @@ async function pageHtml(run, id) {
   const quant = p.quantiles.map((ex) => `<div class="ctx"><span class="act" title="bin ${fmt(ex.bin[0])}–${fmt(ex.bin[1])}, ${ex.count} tokens">${fmt(ex.act)}</span>${contextHtml(ex, p.max_act)}</div>`).join("");
   const neigh = p.neighbours.map((n) => `<a class="chip" data-feat="${n.id}" title="decoder cosine ${fmt(n.cos)}">#${n.id} <span class="muted">${fmt(n.cos, 2)}</span> ${n.top_tokens.map((t) => esc(t)).join(" ")}</a>`).join("");
   const toks = p.top_tokens.map((t) => `<tr><td><code>${esc(t.token)}</code></td><td class="num">${t.count}</td><td class="num">${pct(t.share)}</td></tr>`).join("");
+  const logitCol = (rows, cls) => rows.map((t) => `<tr><td><code class="${cls}">${esc(t.token)}</code></td><td class="num">${fmt(t.logit)}</td></tr>`).join("");
+  const logits = p.logits ? `<h3 title="the unembedding (with the final layer norm's gain) applied to the feature's decoder direction: its direct effect on the next-token logits">logit effect (direct path)</h3>
+    <div class="grid2" id="feature-logits"><table class="compact"><thead><tr><th>promoted</th><th class="num">logit</th></tr></thead><tbody>${logitCol(p.logits.positive, "up")}</tbody></table>
+      <table class="compact"><thead><tr><th>suppressed</th><th class="num">logit</th></tr></thead><tbody>${logitCol(p.logits.negative, "down")}</tbody></table></div>` : "";
   return `<h2>Feature #${p.id}</h2>
     <div class="facts"><span><b>${pct(p.density)}</b> density</span><span><b>${p.fires.toLocaleString()}</b> of ${p.n_tokens.toLocaleString()} tokens</span>
       <span><b>${fmt(p.max_act)}</b> max activation</span>
@@ -71,7 +75,7 @@ async function pageHtml(run, id) {
     <h3>across the range (one example per activation bin)</h3><div id="feature-quantiles">${quant}</div>
     <div class="grid2"><div><h3>tokens that fire it most</h3><table class="compact"><thead><tr><th>token</th><th class="num">count</th>
       <th class="num" title="of that token's occurrences">share</th></tr></thead><tbody>${toks}</tbody></table></div>
-      <div><h3>nearest features (decoder cosine)</h3><div id="feature-neighbours" class="chips">${neigh}</div></div></div>`;
+      <div><h3>nearest features (decoder cosine)</h3><div id="feature-neighbours" class="chips">${neigh}</div></div></div>${logits}`;
 }
 
 export async function featuresView(ctx) {
