@@ -36,8 +36,10 @@ from latentatlas.atlas import Atlas
 from latentatlas.sae_runs import train_sae
 atlas, store_name, steps, batch, expansion, k, lr, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
 name = f"bench-ours-{seed}-{time.time_ns()}"
+stamps = []
 run, res = train_sae(store_name, "topk", expansion=expansion, k=k, steps=steps, batch_size=batch, lr=lr, seed=seed, name=name,
-                     atlas=atlas, progress=False, checkpoint_every=10**9, holdout_shards=1)
+                     atlas=atlas, progress=False, checkpoint_every=10**9, holdout_shards=1, on_step=lambda s: stamps.append(time.perf_counter()))
+gaps = np.diff(stamps)[len(stamps) // 2 :]  # a step = batch read + forward + backward + update (+ bookkeeping), second half
 store = Atlas(atlas).activations(store_name)
 x = torch.from_numpy(store.shard_array(len(store.shards) - 1))
 sae = run.load_model().eval()
@@ -46,7 +48,8 @@ with torch.inference_mode():
 x, xh = x.double().numpy(), xh.double().numpy()
 fvu = float(((x - xh) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
 Atlas(atlas).delete_run(name)
-print(json.dumps({"tokens_per_s": steps * batch / res.seconds, "seconds": res.seconds, "fvu": fvu}))
+print(json.dumps({"tokens_per_s": steps * batch / res.seconds, "seconds": res.seconds, "fvu": fvu,
+                  "steady_tokens_per_s": batch / float(np.median(gaps))}))
 """
 
 SAELENS = r"""
@@ -73,6 +76,13 @@ cfg = SAETrainerConfig(total_training_samples=steps * batch, train_batch_size_sa
                        lr_decay_steps=decay, lr_end=0.0, dead_feature_window=dead_steps, n_batches_for_norm_estimate=16,
                        logger=LoggingConfig(log_to_wandb=False))
 trainer = SAETrainer(cfg, sae, batches())
+step_times, inner = [], trainer._train_step
+def timed(*a, **kw):
+    t = time.perf_counter()
+    out = inner(*a, **kw)
+    step_times.append(time.perf_counter() - t)
+    return out
+trainer._train_step = timed  # a step = forward + backward + update (the batch is drawn outside)
 t0 = time.perf_counter()
 trainer.fit()
 secs = time.perf_counter() - t0
@@ -83,7 +93,8 @@ with torch.inference_mode():
     xh = scaler.unscale(sae.decode(sae.encode(xin)))
 x, xh = held.double().numpy(), xh.double().numpy()
 fvu = float(((x - xh) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
-print(json.dumps({"tokens_per_s": steps * batch / secs, "seconds": secs, "fvu": fvu}))
+print(json.dumps({"tokens_per_s": steps * batch / secs, "seconds": secs, "fvu": fvu,
+                  "steady_tokens_per_s": batch / float(np.median(step_times[len(step_times) // 2 :]))}))
 """
 
 
@@ -119,10 +130,13 @@ def main() -> None:
         ours.append(call(sys.executable, OURS, args.atlas, args.store, args.steps, args.batch_size, args.expansion, args.k, args.lr, r))
         theirs.append(call(args.saelens_python, SAELENS, store.path, args.steps, args.batch_size, args.expansion, args.k, args.lr, r,
                            dead_steps, warm, decay))
-        print(f"run {r}: latentatlas {ours[-1]['tokens_per_s']:,.0f} tok/s FVU {ours[-1]['fvu']:.4f} | "
-              f"SAELens {theirs[-1]['tokens_per_s']:,.0f} tok/s FVU {theirs[-1]['fvu']:.4f}", flush=True)
+        print(f"run {r}: latentatlas {ours[-1]['tokens_per_s']:,.0f} tok/s (steady {ours[-1]['steady_tokens_per_s']:,.0f}) "
+              f"FVU {ours[-1]['fvu']:.4f} | SAELens {theirs[-1]['tokens_per_s']:,.0f} tok/s (steady {theirs[-1]['steady_tokens_per_s']:,.0f}) "
+              f"FVU {theirs[-1]['fvu']:.4f}", flush=True)
     med = lambda xs, k: statistics.median(x[k] for x in xs)  # noqa: E731
     o, t = med(ours, "tokens_per_s"), med(theirs, "tokens_per_s")
+    so, st = med(ours, "steady_tokens_per_s"), med(theirs, "steady_tokens_per_s")
+    print(f"steady state (median step of each run's second half): latentatlas {so:,.0f} tok/s, SAELens {st:,.0f} tok/s, ratio {so / st:.2f}")
     print(f"| SAE training, TopK d={store.d} {args.expansion}x k={args.k}, batch {args.batch_size}, {args.steps} steps | "
           f"{o:,.0f} tok/s, FVU {med(ours, 'fvu'):.4f} | SAELens: {t:,.0f} tok/s, FVU {med(theirs, 'fvu'):.4f} | {o / t:.2f} | ≥ 2 |")
 
