@@ -72,6 +72,7 @@ class ActivationStore:
         except (ValueError, KeyError, TypeError) as exc:
             raise LatentAtlasError(f"activation store index '{index}' is corrupt ({exc.__class__.__name__}: {exc})") from exc
         self._offsets: dict[int, int] = {}
+        self._starts = np.array([s.first_row for s in self.shards], dtype=np.int64)  # global row where each shard begins
 
     # -- facts -----------------------------------------------------------------------------------
     @property
@@ -168,7 +169,7 @@ class ActivationStore:
         out = np.empty((len(idx), self.d), dtype=np.float32)
         if len(idx) and (idx.min() < 0 or idx.max() >= self.n_tokens):
             raise LatentAtlasError(f"row numbers must be in [0, {self.n_tokens}) for store '{self.name}'")
-        starts = np.array([s.first_row for s in self.shards], dtype=np.int64)
+        starts = self._starts
         which = np.searchsorted(starts, idx, side="right") - 1
         order = np.argsort(which, kind="stable")
         bounds = np.searchsorted(which[order], np.arange(len(self.shards) + 1))
