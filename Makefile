@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 # requirement resolves to a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test clean-venv
+# The browser tests drive Debian's Chromium (never a browser downloaded by playwright).
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: demo test clean-venv browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +26,20 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/latentatlas demo
 
-test: $(VENV)/.installed-test
-	@$(BIN)/python -m pytest; rc=$$?; \
+# `make test` is the whole suite, browser tests included: it installs chromium where it can (root with
+# apt-get) and otherwise stops with one sentence saying how; a skipped browser suite is not a pass.
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || exit 1; \
+	else \
+		echo "make test needs Debian's chromium at $(CHROMIUM) for the browser tests; install it with 'sudo apt-get install -y chromium' and run make test again"; \
+		exit 1; \
+	fi
+
+test: $(VENV)/.installed-test browser
+	@LATENTATLAS_REQUIRE_BROWSER=1 $(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; \
 	exit $$rc
 

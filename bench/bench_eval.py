@@ -18,9 +18,9 @@ import time
 import torch
 
 from latentatlas.atlas import Atlas
-from latentatlas.evaluate import choose_sample, encode_dataset, evaluate_run
+from latentatlas.labs.vae.jobs import choose_sample, encode_dataset, evaluate_run
 from latentatlas.data import Sprites
-from latentatlas.runs import train_run
+from latentatlas.labs.vae.jobs import train_run
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 CAPTURE = r"""
 import json, resource, sys, time
 import pandas, pyarrow.parquet, transformers
-from latentatlas.sae_runs import capture_store
+from latentatlas.labs.sae.jobs import capture_store
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 at_first = {}
 def on_shard(i):
@@ -48,7 +48,7 @@ print(json.dumps({"tokens": store.n_tokens, "shards": len(store.shards), "d": st
 TRAIN = r"""
 import json, resource, sys, time
 import torch
-from latentatlas.sae_runs import train_sae
+from latentatlas.labs.sae.jobs import train_sae
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 seen = {}
 def on_step(step):

@@ -33,7 +33,7 @@ import tempfile
 OURS = r"""
 import json, sys, time, torch, numpy as np
 from latentatlas.atlas import Atlas
-from latentatlas.sae_runs import train_sae
+from latentatlas.labs.sae.jobs import train_sae
 atlas, store_name, steps, batch, expansion, k, lr, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
 name = f"bench-ours-{seed}-{time.time_ns()}"
 stamps = []

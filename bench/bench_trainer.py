@@ -1,4 +1,4 @@
-"""Trainer overhead: `latentatlas.train.fit` against a bare PyTorch loop on the same model and batches.
+"""Trainer overhead: `latentatlas.trainer.fit` against a bare PyTorch loop on the same model and batches.
 
 Both loops train the demo's β-TCVAE (conv, 10 latents) on sprites with batch 64 for the same number of
 steps, starting from the same weights; they alternate, repeat, and the median time per step of each is
@@ -23,7 +23,7 @@ import torch
 from latentatlas.atlas import Atlas
 from latentatlas.data import Sprites
 from latentatlas.models import VAE, VAEConfig
-from latentatlas.train import BatchOrder, TrainConfig, fit
+from latentatlas.trainer import BatchOrder, TrainConfig, fit
 
 
 def make_model(n: int) -> VAE:

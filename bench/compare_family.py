@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 
 from latentatlas.atlas import Atlas
-from latentatlas.cli import DEMO
-from latentatlas.evaluate import evaluate_run
-from latentatlas.runs import train_run
+from latentatlas.labs.vae.cli import DEMO
+from latentatlas.labs.vae.jobs import evaluate_run
+from latentatlas.labs.vae.jobs import train_run
 
 KINDS = ("vae", "beta_vae", "beta_tcvae")
 COLUMNS = ("recon_error", "kl", "active_units", "mig", "dci_disentanglement", "dci_completeness", "factor_vae")

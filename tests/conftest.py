@@ -59,8 +59,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     from latentatlas.atlas import Atlas
-    from latentatlas.evaluate import evaluate_run
-    from latentatlas.runs import train_run
+    from latentatlas.labs.vae.jobs import evaluate_run
+    from latentatlas.labs.vae.jobs import train_run
 
     x, factors = make_bars(SERVER_N, positions=8, widths=2, size=16, scale=2)
     data = save_bars(tmp_path_factory.mktemp("data") / "bars.npz", x, factors)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from latentatlas.capture import hooked, run_to
 from latentatlas.data.text import load_corpus
 from latentatlas.errors import LatentAtlasError
 from latentatlas.models.hf import load_transformer, resolve_layer
-from latentatlas.sae_runs import capture_store
+from latentatlas.labs.sae.jobs import capture_store
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from latentatlas.atlas import Atlas
 from latentatlas.cli import main
 from latentatlas.errors import LatentAtlasError
 from latentatlas.models import load_model
-from latentatlas.runs import train_run
+from latentatlas.labs.vae.jobs import train_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 COLOUR_VARS = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")  # would make rich add escape codes
@@ -464,7 +464,7 @@ def test_resume_before_the_first_checkpoint_matches_an_uninterrupted_run(world, 
 def test_demo_trains_once_evaluates_and_prints_its_figures(tmp_path, capsys, monkeypatch):
     # BetaVAE/FactorVAE scores render and encode ~100k sprites at their default sizes (minutes on two
     # cores); their sample sizes are settings, not the model, so shrink them.
-    evaluate_module = importlib.import_module("latentatlas.evaluate")  # `latentatlas.evaluate` is also a function
+    evaluate_module = importlib.import_module("latentatlas.labs.vae.jobs")
     monkeypatch.setattr(evaluate_module, "FAST_SCORES", {
         "beta_vae": dict(batch_size=8, num_train=40, num_eval=20),
         "factor_vae": dict(batch_size=8, num_train=40, num_eval=20, num_variance_estimate=200),

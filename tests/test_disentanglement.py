@@ -15,6 +15,7 @@ import scipy.stats
 from sklearn.metrics import mutual_info_score, roc_auc_score
 
 from latentatlas.analysis import disentanglement as dis
+from latentatlas.analysis.disentanglement import predictors
 from latentatlas.analysis.bootstrap import Estimate
 from latentatlas.errors import LatentAtlasError
 
@@ -75,13 +76,13 @@ def test_dci_scores_of_an_importance_matrix_match_disentanglement_lib():
     r = rng.random((6, 4)) ** 3
     per_code = 1.0 - scipy.stats.entropy(r.T + 1e-11, base=4)
     per_factor = 1.0 - scipy.stats.entropy(r + 1e-11, base=6)
-    d, _ = dis._disentanglement(r)
-    c, _ = dis._completeness(r)
+    d, _ = predictors._disentanglement(r)
+    c, _ = predictors._completeness(r)
     assert d == pytest.approx(np.sum(per_code * r.sum(1) / r.sum()))
     assert c == pytest.approx(np.sum(per_factor * r.sum(0) / r.sum()))
-    assert dis._disentanglement(np.eye(4))[0] == pytest.approx(1.0)
-    assert dis._completeness(np.eye(4))[0] == pytest.approx(1.0)
-    assert dis._disentanglement(np.ones((4, 4)))[0] == pytest.approx(0.0, abs=1e-9)
+    assert predictors._disentanglement(np.eye(4))[0] == pytest.approx(1.0)
+    assert predictors._completeness(np.eye(4))[0] == pytest.approx(1.0)
+    assert predictors._disentanglement(np.ones((4, 4)))[0] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_auc_matches_sklearn_with_ties():
@@ -89,7 +90,7 @@ def test_auc_matches_sklearn_with_ties():
     scores = np.round(rng.random((200, 3)), 1)
     labels = rng.integers(0, 3, 200)
     ref = np.mean([roc_auc_score(labels == k, scores[:, k]) for k in range(3)])
-    assert dis._macro_auc(scores, labels, np.arange(3)) == pytest.approx(ref)
+    assert predictors._macro_auc(scores, labels, np.arange(3)) == pytest.approx(ref)
 
 
 # -- MIG -------------------------------------------------------------------------------------------

@@ -296,6 +296,9 @@ class Run:
     def latents_dir(self) -> Path:
         return self.path / "latents"
 
+    def has_latents(self, name: str = "eval") -> bool:
+        return (self.latents_dir / f"{check_name(name, 'latent set name')}.safetensors").is_file()
+
     def write_latents(self, arrays: dict[str, np.ndarray], rows: "Any", name: str = "eval") -> None:
         """Latent arrays as safetensors plus a per-row table (pandas DataFrame) as parquet."""
         import torch

@@ -40,11 +40,12 @@ __all__ = [
     "kl_per_dim",
     "training_curves",
     "manifold",
+    "new_figure",
 ]
 
 DPI = 100
-_ACCENT = "#3b6ea8"
-_MUTED = "#b9b9b9"
+ACCENT = "#3b6ea8"
+MUTED = "#b9b9b9"
 
 STYLE: dict[str, Any] = {
     "figure.dpi": DPI,
@@ -89,7 +90,8 @@ def style() -> contextlib.AbstractContextManager:
     return matplotlib.rc_context(STYLE)
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A constrained-layout figure on the Agg canvas (no pyplot, no global state)."""
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -233,7 +235,7 @@ def _image_grid(
     top = 0.4 if title else 0.12
     bottom = (0.3 if col_labels is not None else 0.1) + (0.2 if xlabel else 0.0)
     with style():
-        fig = _figure(m * tile + label_w + 0.2, r * tile * aspect + top + bottom)
+        fig = new_figure(m * tile + label_w + 0.2, r * tile * aspect + top + bottom)
         ax = fig.add_subplot()
         # Shrinking tiles (large images in a big grid) needs antialiasing; enlarged ones do not.
         interpolation = "nearest" if tile_px >= w else "antialiased"
@@ -410,7 +412,7 @@ def _scatter_panel(
     x, y = coords[order, 0], coords[order, 1]
     common = dict(s=size, linewidths=0, rasterized=True)
     if values is None:
-        ax.scatter(x, y, color=_ACCENT, alpha=0.7, **common)
+        ax.scatter(x, y, color=ACCENT, alpha=0.7, **common)
     elif categorical:
         cats, codes = np.unique(values, return_inverse=True)
         colors = _palette(len(cats))
@@ -439,7 +441,7 @@ def _scatter_panel(
         v = values.astype(np.float64)[order]
         ok = np.isfinite(v)
         if not ok.all():
-            ax.scatter(x[~ok], y[~ok], color=_MUTED, alpha=0.6, **common)
+            ax.scatter(x[~ok], y[~ok], color=MUTED, alpha=0.6, **common)
         sc = ax.scatter(x[ok], y[ok], c=v[ok], cmap="viridis", alpha=0.9, **common)
         cb = fig.colorbar(sc, ax=ax, shrink=0.85, pad=0.02, aspect=30)
         cb.outline.set_visible(False)
@@ -483,7 +485,7 @@ def latent_map(
     c = _coords(coords)
     v = _color_values(color_values, c.shape[0], color_name)
     with style():
-        fig = _figure(6.4 if (v is not None and categorical) else 6.0, 5.0)
+        fig = new_figure(6.4 if (v is not None and categorical) else 6.0, 5.0)
         ax = fig.add_subplot()
         _scatter_panel(fig, ax, c, v, color_name, categorical, legend_title=color_name or None)
         if axis_labels:
@@ -524,7 +526,7 @@ def latent_maps(
     cols = max(1, min(int(ncols) if ncols else 3, k))
     rows = math.ceil(k / cols)
     with style():
-        fig = _figure(cols * 4.3, rows * 3.7 + (0.35 if title else 0.0))
+        fig = new_figure(cols * 4.3, rows * 3.7 + (0.35 if title else 0.0))
         for i, (name, v, categorical) in enumerate(items):
             ax = fig.add_subplot(rows, cols, i + 1)
             _scatter_panel(fig, ax, c, v, name, categorical, legend_title=None)
@@ -556,11 +558,11 @@ def kl_per_dim(kl: Any, *, threshold: float | None = None, title: str | None = N
     d = values.size
     total = float(np.nansum(values))
     with style():
-        fig = _figure(float(np.clip(1.6 + 0.2 * d, 4.8, 12.0)), 3.6)
+        fig = new_figure(float(np.clip(1.6 + 0.2 * d, 4.8, 12.0)), 3.6)
         ax = fig.add_subplot()
-        colors = np.full(d, _ACCENT, dtype=object)
+        colors = np.full(d, ACCENT, dtype=object)
         if threshold is not None:
-            colors[~(sorted_kl >= threshold)] = _MUTED
+            colors[~(sorted_kl >= threshold)] = MUTED
         ax.bar(np.arange(d), np.nan_to_num(sorted_kl), color=list(colors), width=0.8, linewidth=0)
         # Every bar is named while the labels fit; past that, every step-th bar, evenly.
         step = 1 if d <= 80 else math.ceil(d / 64)
@@ -625,7 +627,7 @@ def training_curves(history: Sequence[Mapping[str, Any]], *, title: str | None =
     cols = min(3, k)
     nrows = math.ceil(k / cols)
     with style():
-        fig = _figure(cols * 3.6, nrows * 2.7 + (0.35 if title else 0.0))
+        fig = new_figure(cols * 3.6, nrows * 2.7 + (0.35 if title else 0.0))
         axes = []
         for i, name in enumerate(names):
             ax = fig.add_subplot(nrows, cols, i + 1, sharex=axes[0] if axes else None)
@@ -651,39 +653,6 @@ def training_curves(history: Sequence[Mapping[str, Any]], *, title: str | None =
             ax.set_title(name)
             if i >= k - cols:
                 ax.set_xlabel("step")
-        if title:
-            fig.suptitle(title)
-    return fig
-
-
-def rate_distortion(points: Sequence[Mapping[str, Any]], *, title: str | None = "Rate–distortion frontier") -> Figure:
-    """FVU against L0 (left) and against rate in bits per token (right), one marker per SAE, with the
-    FVU's interval as error bars and each point labelled by its swept value."""
-    pts = sorted(points, key=lambda p: p["l0"])
-    if not pts:
-        raise LatentAtlasError("rate_distortion needs at least one point (an evaluated SAE).")
-    with style():
-        fig = _figure(9.0, 3.8)
-        for j, (key, label) in enumerate((("l0", "L0 (active latents per token)"), ("rate_bits", "rate (bits per token)"))):
-            ax = fig.add_subplot(1, 2, j + 1)
-            x = np.array([p[key] for p in pts], dtype=float)
-            y = np.array([p["fvu"] for p in pts], dtype=float)
-            lo = np.array([p.get("fvu_low", p["fvu"]) if p.get("fvu_low") is not None else p["fvu"] for p in pts], dtype=float)
-            hi = np.array([p.get("fvu_high", p["fvu"]) if p.get("fvu_high") is not None else p["fvu"] for p in pts], dtype=float)
-            ax.errorbar(x, y, yerr=[y - lo, hi - y], color=_ACCENT, marker="o", ms=4, lw=1.2, capsize=2)
-            for p, xi, yi in zip(pts, x, y):
-                ax.annotate(str(p.get("label", "")), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7, color=_MUTED)
-            if np.all(x > 0) and x.max() / max(x.min(), 1e-12) > 8:
-                from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-                ax.set_xscale("log")
-                # plain numbers at 1, 2, 5 × 10^n: the default labels every minor tick in scientific form, and they collide
-                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
-                ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel(label)
-            ax.set_ylabel("FVU (centred)")
-            ax.grid(True)
         if title:
             fig.suptitle(title)
     return fig

@@ -1,8 +1,9 @@
 """Fixtures for the browser suite: a headless Chromium, a tiny real atlas, a live server.
 
 Chromium is Debian's package (/usr/bin/chromium), driven through the ``playwright`` Python package;
-``playwright install`` is never run (it downloads browsers). Without the browser the suite is skipped
-locally, and fails under CI (env var CI set), where ``.ci/run`` installs it.
+``playwright install`` is never run (it downloads browsers). Without the browser the suite fails under
+CI (env var CI set) and under ``make test`` (which installs chromium first and sets
+LATENTATLAS_REQUIRE_BROWSER); a bare ``pytest`` elsewhere skips it with the reason.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ LATENT_DIM = 3
 
 
 def _missing(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"chromium not installed (required under CI): {reason}", pytrace=False)
+    # `make test` sets LATENTATLAS_REQUIRE_BROWSER (it installs chromium first); CI sets CI
+    if os.environ.get("CI") or os.environ.get("LATENTATLAS_REQUIRE_BROWSER"):
+        pytest.fail(f"chromium not installed (required under CI and by make test): {reason}", pytrace=False)
     pytest.skip(f"chromium not installed: {reason}")
 
 
@@ -83,8 +85,8 @@ def page(browser, request):
 @pytest.fixture(scope="session")
 def atlas_root(tmp_path_factory, bars):
     """A real atlas with one tiny trained and evaluated VAE run, ``r`` (latent_dim 3, 200 eval rows)."""
-    from latentatlas.evaluate import evaluate_run
-    from latentatlas.runs import train_run
+    from latentatlas.labs.vae.jobs import evaluate_run
+    from latentatlas.labs.vae.jobs import train_run
 
     tmp = tmp_path_factory.mktemp("browser-atlas")
     x, factors = bars.make(512, positions=12, widths=4, size=16)
@@ -116,7 +118,7 @@ SAE_GPT2_RUN = "gs"
 def sae_atlas_root(tmp_path_factory, tiny_tf):
     """An atlas with a tiny BERT's activation store and an evaluated TopK SAE ``s`` (128 features), a
     sweep ``sw``, and a tiny GPT-2's store with an evaluated SAE ``gs``."""
-    from latentatlas.sae_runs import capture_store, evaluate_sae, sweep_sae, train_sae
+    from latentatlas.labs.sae.jobs import capture_store, evaluate_sae, sweep_sae, train_sae
 
     root = tmp_path_factory.mktemp("sae-browser-atlas")
     capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=1200, name="acts", atlas=root, shard_tokens=200, batch_size=4, progress=False)

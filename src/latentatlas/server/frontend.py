@@ -56,7 +56,7 @@ def mount_frontend(app: FastAPI) -> None:
     def plotly() -> FileResponse:
         path = plotly_js()
         if path is None:
-            from .app import ApiError
+            from .http import ApiError
 
             raise ApiError(404, "plotly.min.js was not found; install the 'plotly' package")
         return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})

@@ -1,19 +1,21 @@
-// latentatlas explorer: routes between views, loads a run once, keeps every choice in the URL.
+// latentatlas explorer: the shell. Routes between views, loads a run once, keeps every choice in the URL;
+// each lab (static/js/<lab>/index.js) draws its own views. A new lab is one import and one entry in LABS.
 import * as api from "./api.js";
 import * as state from "./state.js";
-import * as mapView from "./map.js";
-import * as panels from "./panels.js";
-import * as sae from "./sae.js";
+import { metricsView } from "./metrics.js";
+import { runsView } from "./runs.js";
 import { $ } from "./util.js";
+import * as vae from "./vae/index.js";
+import * as sae from "./sae/index.js";
+
+const LABS = [vae, sae];
 
 let ctx = null;
-// the views each kind of run has, in tab order
-const TABS = {
-  vae: [["map", "Map"], ["traverse", "Traverse"], ["interp", "Interpolate"], ["metrics", "Metrics"]],
-  sae: [["features", "Features"], ["probe", "Probe"], ["steer", "Steer"], ["metrics", "Metrics"]],
-  sae_sweep: [["metrics", "Frontier"]],
-};
-const SECTIONS = ["runs-view", "metrics-view", "explore-view", "sae-view", "probe-view", "steer-view"];
+
+const labOf = (kind) => LABS.find((l) => l.KINDS.includes(kind)) || null;
+// the view a run opens in, by its kind
+const firstView = (kind) => { const lab = labOf(kind); return lab ? lab.tabs(kind)[0][0] : "metrics"; };
+const tabsOf = (kind) => { const lab = labOf(kind); return lab ? lab.tabs(kind) : [["metrics", "Metrics"]]; };
 
 function showError(err) {
   const box = $("error");
@@ -26,20 +28,10 @@ function showError(err) {
 async function loadRun(run) {
   if (ctx && ctx.run === run) return ctx;
   const info = await api.json(api.runPath(run));
-  const kind = info.config.kind;
-  if (kind === "sae" || kind === "sae_sweep") {
-    ctx = { run, info, family: kind, select };
-    return ctx;
-  }
-  if (!info.has_latents) throw new Error(`run ${run} has no stored latents yet; run \`latentatlas eval ${run}\``);
-  // Everything per row travels as float32 binary, fetched when first needed: the projection for the map,
-  // one column to colour by, and the latent means (N×D, the largest) only to colour by a latent dim.
-  const latents = await api.json(`${api.runPath(run)}/latents/meta`);
-  latents.values = {};
-  const factorCols = latents.columns.filter((c) => !["index", "recon_error"].includes(c));
-  ctx = { run, info, family: "vae", latents, mu: null, defaultColor: factorCols[0] || "recon_error", path: null, select };
-  const colorSel = $("color-select");
-  colorSel.innerHTML = mapView.colorOptions(latents).map((o) => `<option>${o}</option>`).join("");
+  const kind = String(info.config.kind);
+  const next = { run, info, kind, lab: labOf(kind), select };
+  if (next.lab) await next.lab.load(next);
+  ctx = next;
   return ctx;
 }
 
@@ -50,19 +42,23 @@ function select(row) {
 }
 window.latentatlas = { select, state };
 
-function showTabs(family, view) {
+function showTabs(kind, view) {
   const nav = $("tabs");
-  const want = (TABS[family] || []).map(([v, label]) => `<a data-view="${v}">${label}</a>`).join("");
-  if (nav.dataset.family !== family) {
-    nav.innerHTML = want;
-    nav.dataset.family = family;
-    for (const a of nav.querySelectorAll("a")) a.addEventListener("click", () => state.set({ view: a.dataset.view }, { push: true }));
+  if (nav.dataset.kind !== kind) {
+    nav.replaceChildren(...tabsOf(kind).map(([v, label]) => {
+      const a = document.createElement("a");
+      a.dataset.view = v;
+      a.textContent = label;
+      a.addEventListener("click", () => state.set({ view: v }, { push: true }));
+      return a;
+    }));
+    nav.dataset.kind = kind;
   }
   for (const a of nav.querySelectorAll("a")) a.classList.toggle("active", a.dataset.view === view);
 }
 
-function show(section) {
-  for (const id of SECTIONS) $(id).hidden = id !== section;
+function hideAll() {
+  for (const el of document.querySelectorAll("#main > section")) el.hidden = true;
 }
 
 async function render() {
@@ -70,35 +66,23 @@ async function render() {
   delete document.body.dataset.ready;
   $("run-name").textContent = run || "";
   $("tabs").hidden = !run;
+  hideAll();
   if (!run) {
-    show("runs-view");
-    await panels.runsView();
+    $("runs-view").hidden = false;
+    await runsView(firstView);
     document.body.dataset.ready = "runs";
     return;
   }
   const c = await loadRun(run);
-  const views = (TABS[c.family] || []).map(([v]) => v);
+  const views = tabsOf(c.kind).map(([v]) => v);
   const view = views.includes(state.get("view")) ? state.get("view") : views[0];
-  showTabs(c.family, view);
-  if (view === "metrics") { show("metrics-view"); await panels.metricsView(c); document.body.dataset.ready = view; return; }
-  if (c.family === "sae") {
-    const section = { features: "sae-view", probe: "probe-view", steer: "steer-view" }[view];
-    show(section);
-    await { features: sae.featuresView, probe: sae.probeView, steer: sae.steerView }[view](c);
-    document.body.dataset.ready = view;
-    return;
+  showTabs(c.kind, view);
+  if (view === "metrics") {
+    $("metrics-view").hidden = false;
+    await metricsView(c, c.lab || {});
+  } else {
+    await c.lab.render(c, view);
   }
-  show("explore-view");
-  $("proj-select").value = state.get("proj", "pca");
-  $("color-select").value = state.get("color") || c.defaultColor;
-  $("inspect-panel").hidden = view !== "map";
-  $("traverse-panel").hidden = view !== "traverse";
-  $("interp-panel").hidden = view !== "interp";
-  c.path = null;
-  if (view === "interp") c.path = await panels.interp(c);
-  await mapView.draw(c);
-  if (view === "map") await panels.inspect(c);
-  if (view === "traverse") await panels.traverse(c);
   document.body.dataset.ready = view;
 }
 
@@ -114,6 +98,4 @@ function rerender() {
 
 // the traversal keeps its slider positions in `t` for sharing; they need no re-render
 state.onChange((changes) => { if (!Object.keys(changes).every((k) => k === "t")) rerender(); });
-$("proj-select").addEventListener("change", (e) => state.set({ proj: e.target.value }));
-$("color-select").addEventListener("change", (e) => state.set({ color: e.target.value }));
 rerender();

@@ -1,6 +1,7 @@
-"""The static figures ``latentatlas eval`` writes into ``runs/<run>/figures/``.
+"""The VAE lab's static figures, written by ``latentatlas vae eval`` into ``runs/<run>/figures/``.
 
-figures.py draws arrays; this module decodes what needs decoding and picks what to draw.
+The shared ``latentatlas.figures`` draws arrays; this module decodes what needs decoding and picks what
+to draw.
 """
 
 from __future__ import annotations
@@ -10,9 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import figures as F
-from .analysis.traversal import interpolate, manifold_grid, traversal_latents, traversal_range
-from .atlas import Run
+from ... import figures as F
+from ...analysis.traversal import (
+    interpolate,
+    manifold_grid,
+    traversal_latents,
+    traversal_range,
+)
+from ...atlas import Run
 
 
 @torch.no_grad()

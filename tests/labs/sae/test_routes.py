@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from latentatlas.sae_runs import capture_store, evaluate_sae, train_sae
+from latentatlas.labs.sae.jobs import capture_store, evaluate_sae, train_sae
 from latentatlas.server import create_app
 
 
@@ -97,7 +97,7 @@ def test_steer(client):
 
 def test_steering_corpus_index_is_cached_in_the_run(client, sae_atlas):
     from latentatlas.atlas import Atlas
-    from latentatlas.sae_explore import SAEExplorer
+    from latentatlas.labs.sae.explore import SAEExplorer
 
     client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": 0, "alpha": 1})
     cache = sae_atlas / "runs" / "s" / "features" / "corpus_index.safetensors"
@@ -125,7 +125,7 @@ def test_no_request_is_a_server_error(client, text, alpha, feature):
 
 
 def test_display_tokens_reads_like_text():
-    from latentatlas.sae_explore import display_tokens
+    from latentatlas.labs.sae.explore import display_tokens
 
     assert "".join(display_tokens(["return", "the", "count", "##er", "(", "x", ")", "."])) == "return the counter (x)."
     assert "".join(display_tokens(["Open", "Ġthe", "Ġfile", ".", "Ċ", "Done"])) == "Open the file.\nDone"
@@ -135,7 +135,7 @@ def test_logit_effect_on_a_causal_lm_and_none_on_an_encoder(tiny_tf, tmp_path, c
     """A GPT-2 SAE's feature page lists the tokens its decoder direction promotes and suppresses through
     the unembedding (final layer-norm gain folded in); a BERT page has none."""
     from latentatlas.atlas import Atlas
-    from latentatlas.sae_explore import SAEExplorer
+    from latentatlas.labs.sae.explore import SAEExplorer
 
     assert client.get("/api/runs/s/features/0").json()["logits"] is None
     capture_store(tiny_tf["gpt2"], 1, tiny_tf["corpus"], tokens=600, name="g", atlas=tmp_path, shard_tokens=200, batch_size=4, progress=False)

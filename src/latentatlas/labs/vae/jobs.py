@@ -1,22 +1,113 @@
-"""Evaluate a run: encode a sample of its data, measure the latent space, write metrics, latents,
-projections and figures into the run folder.
+"""The VAE lab's jobs over the atlas: train a run (build the model for a kind, load the data, fit, record
+the config) and evaluate it (encode a sample, measure the latent space, write metrics, latents,
+projections and figures into the run folder).
 
-What is measured, and how, is documented in docs/metrics.md; this module only orchestrates.
+This is what ``latentatlas vae train|eval`` and ``la.train`` / ``la.evaluate`` call; the trainer
+(``trainer.fit``) stays model-agnostic, and what is measured, and how, is documented in
+docs/metrics.md.
 """
 
 from __future__ import annotations
 
+import platform
 import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from . import __version__
-from ._progress import progress_bar
-from .errors import LatentAtlasError
-from .atlas import Run, now_iso
-from .data import load_dataset
+from ... import __version__
+from ..._progress import progress_bar
+from ...atlas import Atlas, Run, now_iso
+from ...data import load_dataset
+from ...errors import LatentAtlasError
+from ...models import VAE_KINDS, VAEConfig, build, config_from_dict
+from ...models.io import config_to_dict
+from ...trainer import TrainConfig, TrainResult, fit, resolve_device
+
+
+def versions() -> dict[str, str]:
+    return {"latentatlas": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def train_run(
+    kind: str,
+    data: str | dict = "sprites",
+    *,
+    latent_dim: int = 10,
+    beta: float | None = None,
+    steps: int = 3000,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    name: str | None = None,
+    atlas: Atlas | str | None = None,
+    resume: bool = False,
+    learned_variance: bool = False,
+    checkpoint_every: int = 500,
+    log_every: int = 50,
+    device: str = "auto",
+    progress: bool = True,
+    on_step=None,
+    origin: str | None = None,
+) -> tuple[Run, TrainResult]:
+    """Train a new run, or with ``resume=True`` continue run ``name`` with its stored settings."""
+    atlas = atlas if isinstance(atlas, Atlas) else Atlas(atlas)
+    if resume:
+        if not name:
+            raise LatentAtlasError("--resume needs --name to say which run to continue")
+        run = atlas.run(name)
+        cfg = run.config()
+        train_cfg = TrainConfig.from_dict(cfg["train"])
+        if run.has_model and not run.has_checkpoint:
+            raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume "
+                                   "(train a new run with another --name to train longer)")
+        dataset = load_dataset(cfg["data"])
+        # Killed before its first checkpoint, a run restarts from step 0: the same seed gives the same start.
+        torch.manual_seed(train_cfg.seed)
+        model = build(config_from_dict(cfg["kind"], cfg["model"]))
+        result = fit(model, dataset, run, train_cfg, resume=True, progress=progress, on_step=on_step)
+        return run, result
+
+    if kind not in VAE_KINDS:
+        raise LatentAtlasError(f"model kind '{kind}' cannot be trained by this command; expected one of: {', '.join(VAE_KINDS)}")
+    dataset = load_dataset(data)
+    train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every, log_every=log_every, device=device)
+    resolve_device(device)  # refuse a bad --device before a run folder exists
+    try:
+        model_cfg = VAEConfig(
+            kind=kind,
+            input_shape=tuple(dataset.sample_shape),
+            latent_dim=latent_dim,
+            beta=beta,
+            learned_variance=learned_variance,
+            dataset_size=len(dataset),
+        )
+    except ValueError as exc:
+        raise LatentAtlasError(f"cannot build a {kind} for data '{dataset.name}': {exc}") from exc
+    torch.manual_seed(seed)  # the initial weights are part of what --seed fixes
+    model = build(model_cfg)
+    if name is None:
+        name = atlas.unique_run_name(f"{kind}-{dataset.name}")
+    config: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "model": config_to_dict(model_cfg),
+        "train": train_cfg.to_dict(),
+        "data": dataset.spec,
+        "versions": versions(),
+        "created_at": now_iso(),
+    }
+    if origin:
+        config["origin"] = origin
+    run = atlas.create_run(name, config)
+    try:
+        result = fit(model, dataset, run, train_cfg, resume=False, progress=progress, on_step=on_step)
+    except LatentAtlasError:
+        if not (run.has_checkpoint or run.has_model):
+            atlas.delete_run(name)  # nothing worth keeping; do not block the name
+        raise
+    return run, result
 
 # BetaVAE and FactorVAE scores render and encode fresh batches; disentanglement_lib's sample sizes
 # (10,000 training votes of 64 pairs) mean ~2M encodes, minutes on a CPU. The default keeps their
@@ -82,10 +173,10 @@ def choose_sample(data, n: int, seed: int) -> np.ndarray:
 
 def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[str] = ("pca",), full: bool = False,
                  progress: bool = True, command: str | None = None, figures: bool = True) -> dict[str, Any]:
-    from .analysis import disentanglement as dis
-    from .analysis.bootstrap import mean_estimate
-    from .analysis import vae_metrics as vm
-    from .analysis.projections import project
+    from ...analysis import disentanglement as dis
+    from ...analysis import vae_metrics as vm
+    from ...analysis.bootstrap import mean_estimate
+    from ...analysis.projections import project
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -185,7 +276,7 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     }
     if figures:
         t0 = time.perf_counter()
-        from .run_figures import write_run_figures
+        from .figures import write_run_figures
 
         report["figures"] = write_run_figures(run, model, data, idx, enc, kl_dims, order, coords, factors)
         timings["figures"] = time.perf_counter() - t0

@@ -13,7 +13,7 @@ from latentatlas.atlas import Atlas
 from latentatlas.data.base import ArrayDataset
 from latentatlas.errors import LatentAtlasError
 from latentatlas.models import VAE, VAEConfig, load_model
-from latentatlas.train import BatchOrder, TrainConfig, fit, optimizer_from_tensors, optimizer_to_tensors
+from latentatlas.trainer import BatchOrder, TrainConfig, fit, optimizer_from_tensors, optimizer_to_tensors
 
 
 class _Crash(Exception):

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atlas import Run
-from .errors import LatentAtlasError
+from ...atlas import Run
+from ...errors import LatentAtlasError
 
 CONTEXT = 10  # tokens either side of an example
 _CLOSERS = {".", ",", ";", ":", "!", "?", ")", "]", "}", "%"}
@@ -85,7 +85,7 @@ class SAEExplorer:
 
     @property
     def transformer(self):
-        from .models.hf import load_transformer
+        from ...models.hf import load_transformer
 
         with self._lock:
             if self._tf is None:
@@ -177,7 +177,7 @@ class SAEExplorer:
             bins = bins[sorted({int(round(x)) for x in np.linspace(0, len(bins) - 1, 8)})]
         contexts = self._contexts(top + [int(a["bin_rows"][i][b]) for b in bins], i)
         quantiles = [{"bin": [b * width, (b + 1) * width], "count": int(a["hist"][i][b]), **c} for b, c in zip(bins, contexts[len(top):])]
-        from .analysis.sae_features import decoder_neighbours
+        from ...analysis.sae_features import decoder_neighbours
 
         w = self.sae.decoder().detach().numpy()
         freq = self._token_freq()
@@ -237,7 +237,7 @@ class SAEExplorer:
 
     # -- the probe: which features fire on each token of a text ------------------------------------
     def _encode_text(self, text: str):
-        from .capture import run_to, tokenize
+        from ...capture import run_to, tokenize
 
         if not text.strip():
             raise LatentAtlasError("the text is empty; type something to probe")
@@ -313,7 +313,7 @@ class SAEExplorer:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        from ._io import atomic_save_safetensors
+        from ..._io import atomic_save_safetensors
         from .fidelity import sentence_embedding
 
         path = self.run.features_dir / "corpus_index.safetensors"
@@ -338,7 +338,7 @@ class SAEExplorer:
 
     def steer(self, text: str, alpha: float = 4.0, feature: int | None = None, text_a: str | None = None,
               text_b: str | None = None, k: int = 5) -> dict[str, Any]:
-        from .capture import spliced
+        from ...capture import spliced
         from .fidelity import sentence_embedding
 
         if not np.isfinite(alpha) or abs(alpha) > 1000:

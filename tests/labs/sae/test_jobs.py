@@ -7,15 +7,14 @@ import random
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from conftest import sigkill_at_checkpoint
 import torch
+from conftest import sigkill_at_checkpoint
 
 from latentatlas.atlas import Atlas
 from latentatlas.errors import LatentAtlasError
+from latentatlas.labs.sae.jobs import capture_store, evaluate_sae, train_sae
 from latentatlas.models import SAE, SAEConfig, load_model
-from latentatlas.sae_runs import capture_store, evaluate_sae, train_sae
 
 
 def _sae(arch, d=16, m=64, **kw):
@@ -227,7 +226,7 @@ def test_eval_against_a_store_of_another_width_is_refused(store, tiny_tf):
 
 def test_splicing_the_identity_is_perfect_and_a_bad_sae_is_not(tiny_tf, store):
     """Downstream fidelity on known cases: an SAE that reconstructs exactly leaves the model unchanged."""
-    from latentatlas.fidelity import causal_fidelity, encoder_fidelity
+    from latentatlas.labs.sae.fidelity import causal_fidelity, encoder_fidelity
     from latentatlas.models.hf import load_transformer
 
     class Exact(torch.nn.Module):

@@ -1,8 +1,8 @@
 // The latent map: the latent set's 2-D projection, coloured by a factor, label or latent dim, drawn by
 // scatter.js (WebGL, binary payloads, every point). Hover shows the input's thumbnail; click selects.
-import * as api from "./api.js";
-import * as state from "./state.js";
-import { Scatter, viridis } from "./scatter.js";
+import * as api from "../api.js";
+import * as state from "../state.js";
+import { Scatter, viridis } from "../scatter.js";
 
 const PALETTE = ["#2f6690", "#d1495b", "#edae49", "#00798c", "#7b5ea7", "#66a182", "#8d96a3", "#e07a5f", "#3d405b", "#81b29a", "#f2cc8f", "#9c6644"];
 let current = { run: null, proj: null, coords: null, color: undefined };

@@ -1,59 +1,24 @@
-"""The explorer API: every route, every error answer, path traversal, caching and concurrency."""
+"""The VAE lab's API routes over a tiny real atlas: the latent table, binary columns, projections,
+decoded images, the inspector, interpolation and directions; errors, caching and concurrency."""
 
 from __future__ import annotations
 
-import io
-import os
 import threading
 
 import numpy as np
 import pytest
-from PIL import Image
+from api_helpers import PNG_SIGNATURE, one_sentence, png
+from fastapi.testclient import TestClient
 
-
-fastapi = pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
-
-from latentatlas.server import create_app, serve  # noqa: E402
+from latentatlas.server import create_app
 
 N, D = 200, 3
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def client(env):
     with TestClient(create_app(env["atlas"].root)) as c:
         yield c
-
-
-def png(resp) -> Image.Image:
-    assert resp.status_code == 200, resp.text
-    assert resp.headers["content-type"] == "image/png"
-    assert resp.content.startswith(PNG_SIGNATURE)
-    return Image.open(io.BytesIO(resp.content))
-
-
-def one_sentence(resp, status: int) -> str:
-    assert resp.status_code == status, resp.text
-    detail = resp.json()["detail"]
-    assert isinstance(detail, str) and detail and "Traceback" not in detail
-    return detail
-
-
-# -- JSON routes -----------------------------------------------------------------------------------
-
-
-def test_docs_and_openapi(client):
-    assert client.get("/docs").status_code == 200
-    paths = client.get("/openapi.json").json()["paths"]
-    assert "/api/runs/{run}/decode" in paths
-
-
-def test_list_runs(client):
-    runs = {r["name"]: r for r in client.get("/api/runs").json()}
-    assert set(runs) == {"r", "bare"}
-    assert runs["r"]["kind"] == "vae" and runs["r"]["steps"] == 20
-    assert "recon_error" in runs["r"]["metrics"] and runs["bare"]["metrics"] == {}
 
 
 def test_run_detail(client):
@@ -68,14 +33,6 @@ def test_run_detail(client):
     assert not bare["has_metrics"] and not bare["has_latents"] and bare["traversal"] is None
 
 
-def test_metrics_and_history(client):
-    m = client.get("/api/runs/r/metrics").json()
-    assert m["run"] == "r" and "headline" in m
-    detail = one_sentence(client.get("/api/runs/bare/metrics"), 404)
-    assert "latentatlas eval bare" in detail
-    hist = client.get("/api/runs/r/history").json()
-    assert isinstance(hist, list) and hist and "step" in hist[0]
-
 
 def test_latents_table(client):
     t = client.get("/api/runs/r/latents").json()
@@ -87,6 +44,7 @@ def test_latents_table(client):
     one_sentence(client.get("/api/runs/bare/latents"), 404)
 
 
+
 def test_mu_bin(client, env):
     resp = client.get("/api/runs/r/latents/mu.bin")
     assert resp.status_code == 200 and resp.headers["content-type"] == "application/octet-stream"
@@ -96,12 +54,14 @@ def test_mu_bin(client, env):
     np.testing.assert_array_equal(mu, arrays["mu"])
 
 
+
 def test_inspect(client, env):
     d = client.get("/api/runs/r/inspect/5").json()
     assert d["row"] == 5 and d["index"] == 5
     assert set(d["factors"]) == {"position", "width"}
     assert len(d["mu"]) == D and len(d["sigma"]) == D and all(s > 0 for s in d["sigma"])
     assert isinstance(d["recon_error"], float)
+
 
 
 def test_directions(client):
@@ -115,13 +75,12 @@ def test_directions(client):
     one_sentence(client.get("/api/runs/r/directions?k=abc"), 422)
 
 
-# -- projections -------------------------------------------------------------------------------------
-
 
 def test_projection_stored_by_eval(client):
     resp = client.get("/api/runs/r/projection/pca.bin")
     assert resp.status_code == 200 and resp.headers["x-shape"] == f"{N},2"
     assert len(resp.content) == N * 2 * 4
+
 
 
 def test_projection_computed_once_then_read(client, env, monkeypatch):
@@ -155,82 +114,11 @@ def test_projection_computed_once_then_read(client, env, monkeypatch):
     assert again.content == results[0].content and len(calls) == 1
 
 
+
 def test_projection_errors(client):
     assert "expected one of" in one_sentence(client.get("/api/runs/r/projection/mds.bin"), 422)
     one_sentence(client.get("/api/runs/bare/projection/pca.bin"), 404)
 
-
-# -- images -------------------------------------------------------------------------------------------
-
-
-def test_figures(client, env):
-    names = client.get("/api/runs/r").json()["figures"]
-    assert names, "evaluate should have written figures"
-    im = png(client.get(f"/api/runs/r/figures/{names[0]}"))
-    assert im.size[0] > 0
-    one_sentence(client.get("/api/runs/r/figures/missing.png"), 404)
-    one_sentence(client.get("/api/runs/r/figures/config.json"), 422)
-
-
-@pytest.mark.parametrize("path", [
-    "/api/runs/r/figures/..",
-    "/api/runs/r/figures/%2e%2e",
-    "/api/runs/r/figures/..%2Fconfig.json",
-    "/api/runs/r/figures/..%2F..%2F..%2Fsecret.png",
-    "/api/runs/r/figures/..%5Cconfig.json",
-    "/api/runs/r/figures/%2Fetc%2Fpasswd",
-    "/api/runs/r/figures//etc/passwd",
-    "/api/runs/r/figures/../../r/config.json",
-    "/api/runs/r/figures/%2e%2e%2f%2e%2e%2fsecret.png",
-])
-def test_figures_path_traversal(client, env, path):
-    config = (env["run"].path / "config.json").read_bytes()
-    # sent unaltered, straight to the app
-    status, body = raw_get(client.app, path)
-    assert status in (404, 422), (path, status)
-    assert not body.startswith(PNG_SIGNATURE) and b"secret" not in body and body != config
-    # through httpx, which folds literal '..' segments first (so it may land on another API route)
-    resp = client.get(path, follow_redirects=False)
-    assert not resp.content.startswith(PNG_SIGNATURE) and b"secret" not in resp.content and resp.content != config
-
-
-def raw_get(app, raw: str) -> tuple[int, bytes]:
-    """GET exactly ``raw`` (no client-side normalisation), straight through ASGI."""
-    import asyncio
-    from urllib.parse import unquote
-
-    path, _, query = raw.partition("?")
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": unquote(path), "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"host", b"testserver")], "server": ("testserver", 80), "client": ("testclient", 1)}
-    out = {"status": 0, "body": b""}
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        if message["type"] == "http.response.start":
-            out["status"] = message["status"]
-        elif message["type"] == "http.response.body":
-            out["body"] += message.get("body", b"")
-
-    asyncio.run(app(scope, receive, send))
-    return out["status"], out["body"]
-
-
-def test_figures_symlink_outside_is_refused(client, env):
-    figures = env["run"].figures_dir
-    link = figures / "escape.png"
-    try:
-        os.symlink(env["outside"], link)
-    except (OSError, NotImplementedError):
-        pytest.skip("symlinks are not available here")
-    try:
-        resp = client.get("/api/runs/r/figures/escape.png")
-        assert resp.status_code == 404 and b"secret" not in resp.content
-        assert "escape.png" not in client.get("/api/runs/r").json()["figures"]
-    finally:
-        link.unlink()
 
 
 def test_input_png(client, env):
@@ -243,11 +131,13 @@ def test_input_png(client, env):
     one_sentence(client.get("/api/runs/r/input/x.png"), 422)
 
 
+
 def test_reconstruction_png(client):
     im = png(client.get("/api/runs/r/reconstruction/0.png"))
     assert im.size == (64, 64)
     one_sentence(client.get(f"/api/runs/r/reconstruction/{N}.png"), 422)
     one_sentence(client.get("/api/runs/bare/reconstruction/0.png"), 404)
+
 
 
 def test_decode_post_and_get(client):
@@ -261,15 +151,18 @@ def test_decode_post_and_get(client):
     png(client.post("/api/runs/bare/decode", json={"z": [0.0] * D}))
 
 
+
 @pytest.mark.parametrize("z", [[0.0] * (D - 1), [0.0] * (D + 1), [], [0.0, 0.0, 2e3], [0.0, 0.0, -1e4]])
 def test_decode_rejects_bad_z(client, z):
     one_sentence(client.post("/api/runs/r/decode", json={"z": z}), 422)
     one_sentence(client.get("/api/runs/r/decode.png", params={"z": ",".join(map(str, z))}), 422)
 
 
+
 @pytest.mark.parametrize("query", ["z=nan,0,0", "z=inf,0,0", "z=0,0,-inf", "z=a,b,c", "z=", ""])
 def test_decode_get_rejects_bad_query(client, query):
     one_sentence(client.get(f"/api/runs/r/decode.png?{query}"), 422)
+
 
 
 def test_decode_post_rejects_non_finite(client):
@@ -278,6 +171,7 @@ def test_decode_post_rejects_non_finite(client):
     one_sentence(resp, 422)
     one_sentence(client.post("/api/runs/r/decode", json={"z": "zero"}), 422)
     one_sentence(client.post("/api/runs/r/decode", json={}), 422)
+
 
 
 def test_decode_concurrent(client):
@@ -297,6 +191,7 @@ def test_decode_concurrent(client):
     assert all(r.content.startswith(PNG_SIGNATURE) for r in results)
 
 
+
 def test_interpolate_json(client, env):
     d = client.post("/api/runs/r/interpolate", json={"a": 0, "b": 7, "steps": 5, "method": "slerp"}).json()
     z = np.array(d["z"])
@@ -305,6 +200,7 @@ def test_interpolate_json(client, env):
     np.testing.assert_allclose(z[0], arrays["mu"][0], atol=1e-5)
     np.testing.assert_allclose(z[-1], arrays["mu"][7], atol=1e-5)
     assert d["path_rows"][0] == 0 and d["path_rows"][-1] == 7 and len(d["path_rows"]) == 5
+
 
 
 @pytest.mark.parametrize("body", [
@@ -319,6 +215,7 @@ def test_interpolate_rejects(client, body):
     one_sentence(client.post("/api/runs/r/interpolate", json=body), 422)
 
 
+
 def test_interpolate_png(client):
     im = png(client.get("/api/runs/r/interpolate.png?a=0&b=9&steps=4&method=lerp"))
     assert im.size == (4 * 64 + 3 * 2, 64)
@@ -326,65 +223,6 @@ def test_interpolate_png(client):
     one_sentence(client.get("/api/runs/r/interpolate.png?a=0&b=9&method=cubic"), 422)
     one_sentence(client.get("/api/runs/r/interpolate.png?a=0"), 422)
 
-
-# -- unknown runs and bad names ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("suffix", ["", "/metrics", "/history", "/latents", "/latents/mu.bin", "/projection/pca.bin",
-                                    "/figures/a.png", "/input/0.png", "/reconstruction/0.png", "/inspect/0",
-                                    "/decode.png?z=0,0,0", "/interpolate.png?a=0&b=1", "/directions"])
-def test_unknown_run_is_404(client, suffix):
-    detail = one_sentence(client.get(f"/api/runs/nope{suffix}"), 404)
-    assert "nope" in detail
-
-
-def test_unknown_run_post_and_bad_names(client):
-    one_sentence(client.post("/api/runs/nope/decode", json={"z": [0.0] * D}), 404)
-    one_sentence(client.post("/api/runs/nope/interpolate", json={"a": 0, "b": 1}), 404)
-    one_sentence(client.get("/api/runs/.hidden"), 404)
-    one_sentence(client.get("/api/runs/%2e%2e"), 404)
-    assert client.get("/api/runs/..%2Fr").status_code == 404
-
-
-def test_broken_metrics_is_not_500(client, env, tmp_path):
-    run = env["run"]
-    metrics = run.path / "metrics.json"
-    saved = metrics.read_bytes()
-    try:
-        metrics.write_text("{not json")
-        one_sentence(client.get("/api/runs/r/metrics"), 422)
-    finally:
-        metrics.write_bytes(saved)
-
-
-def test_serve_signature():
-    import inspect
-
-    params = inspect.signature(serve).parameters
-    assert list(params) == ["atlas_root", "host", "port"]
-    assert params["host"].default == "127.0.0.1" and params["port"].default == 8765
-
-
-def test_front_end_and_plotly_are_served_locally(client):
-    page = client.get("/")
-    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "/static/js/app.js" in page.text
-    assert "http://" not in page.text and "https://" not in page.text  # no CDN
-    js = client.get("/vendor/plotly.min.js")
-    assert js.status_code == 200 and "javascript" in js.headers["content-type"] and len(js.content) > 1_000_000
-    # Plotly is loaded on demand (metrics charts) from the local copy the client names
-    assert '"/vendor/plotly.min.js"' in client.get("/static/js/api.js").text
-    for asset in ("/static/js/app.js", "/static/js/api.js", "/static/js/map.js", "/static/js/scatter.js",
-                  "/static/js/panels.js", "/static/js/state.js", "/static/style.css"):
-        r = client.get(asset)
-        assert r.status_code == 200, asset
-        assert "https://" not in r.text, asset
-    assert client.get("/static/../app.py").status_code == 404
-    docs = client.get("/docs")
-    assert docs.status_code == 200 and "/vendor/swagger/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
-    assert client.get("/vendor/swagger/swagger-ui-bundle.js").status_code == 200
-    assert client.get("/openapi.json").json()["info"]["title"] == "latentatlas"
-    assert client.get("/docs/openapi.json").json()["openapi"] == "3.0.3"
 
 
 def test_latent_columns_travel_as_binary(client, env):
@@ -398,3 +236,4 @@ def test_latent_columns_travel_as_binary(client, env):
     missing = client.get("/api/runs/r/latents/column/nope.bin")
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
     assert client.get("/api/runs/r/latents/column/..%2Fconfig.bin").status_code == 404
+

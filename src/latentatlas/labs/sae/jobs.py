@@ -1,4 +1,4 @@
-"""The SAE lab's jobs: capture a store of transformer activations, train an SAE on it, evaluate it.
+"""The SAE lab's jobs over the atlas: capture a store of transformer activations, train an SAE on it, evaluate it.
 
 Each returns what it made (an :class:`ActivationStore`, a :class:`Run`, a metrics report) and keeps
 everything in the atlas: ``activations/<name>/`` and ``runs/<name>/`` (kind ``sae``, data
@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from ._progress import progress_bar
-from .activations import ActivationStore, ShuffledBatches
-from .atlas import Atlas, Run, now_iso
-from .errors import LatentAtlasError
-from .models import SAEConfig, build, config_from_dict
-from .models.io import config_to_dict
-from .train import TrainConfig, TrainResult, fit, resolve_device
+from ... import __version__
+from ..._progress import progress_bar
+from ...activations import ActivationStore, ShuffledBatches
+from ...atlas import Atlas, Run, now_iso
+from ...errors import LatentAtlasError
+from ...models import SAEConfig, build, config_from_dict
+from ...models.io import config_to_dict
+from ...trainer import TrainConfig, TrainResult, fit, resolve_device
 
 HEADLINE = ("l0", "fvu", "explained_variance", "cosine", "dead_fraction", "embedding_cosine", "ce_loss_recovered")
 
@@ -48,9 +48,9 @@ def capture_store(
     on_shard=None,
 ) -> ActivationStore:
     """``latentatlas capture``: ``tokens`` activations of ``model`` at ``layer`` over ``corpus``."""
-    from .capture import capture
-    from .data.text import load_corpus
-    from .models.hf import load_transformer, resolve_layer
+    from ...capture import capture
+    from ...data.text import load_corpus
+    from ...models.hf import load_transformer, resolve_layer
 
     atlas = _atlas(atlas)
     corp = load_corpus(corpus, field=text_field)
@@ -136,7 +136,7 @@ def train_sae(
         source = _batches(store, train_cfg.batch_size, train_cfg.seed, cfg["data"]["holdout_shards"])
         return run, fit(model, source, run, train_cfg, resume=True, progress=progress, on_step=on_step)
 
-    from .models.sae import ARCHS
+    from ...models.sae import ARCHS
 
     if arch not in ARCHS:
         raise LatentAtlasError(f"--arch '{arch}' is not an SAE architecture; expected one of: {', '.join(ARCHS)}")
@@ -226,7 +226,7 @@ def evaluate_sae(
     loss recovered and KL for causal LMs."""
     import torch
 
-    from .analysis.sae_metrics import SAEStats
+    from ...analysis.sae_metrics import SAEStats
 
     t0 = time.perf_counter()
     cfg = run.config()
@@ -298,7 +298,7 @@ def scan_features(run: Run, model=None, tokens: int = 200_000, device="cpu", see
     (analysis/sae_features.py), written to ``runs/<run>/features/``."""
     import torch
 
-    from .analysis.sae_features import FeatureScan
+    from ...analysis.sae_features import FeatureScan
 
     cfg = run.config()
     model = model if model is not None else load_sae(run)
@@ -329,8 +329,8 @@ def _downstream(model, store: ActivationStore, shards: list[int], stats, docs: i
     """Splice the SAE into the store's own model over up to ``docs`` documents of ``shards``."""
     import torch
 
+    from ...models.hf import load_transformer
     from .fidelity import causal_fidelity, encoder_fidelity
-    from .models.hf import load_transformer
 
     spec = store.index.get("model")
     if not spec:
@@ -371,8 +371,9 @@ def sweep_sae(
     evaluated, then the frontier (L0 and rate in bits against FVU) stored as a run of kind ``sae_sweep``
     with its figure. Finished members are reused and half-trained ones resumed, so a sweep that was
     stopped continues where it was."""
-    from . import figures as figs
-    from .models.sae import ARCHS
+    from ... import figures as F
+    from ...models.sae import ARCHS
+    from .figures import rate_distortion
 
     atlas = _atlas(atlas)
     if arch not in ARCHS:
@@ -407,7 +408,7 @@ def sweep_sae(
               "param": knob, "values": list(values), "members": [p["run"] for p in members], "created_at": now_iso()}
     sweep = atlas.run(name) if atlas.has_run(name) else atlas.create_run(name, config)
     sweep.write_config(config)
-    fig_path = figs.save(figs.rate_distortion(members, title=f"{arch} SAEs on {activations}: sweep over {knob}"),
+    fig_path = F.save(rate_distortion(members, title=f"{arch} SAEs on {activations}: sweep over {knob}"),
                          sweep.figure_path("rate_distortion.png"))
     report = {"run": name, "kind": "sae_sweep", "command": command or f"latentatlas sae sweep --activations {activations} --arch {arch}",
               "created_at": now_iso(), "param": knob, "frontier": members, "figures": {"rate_distortion": str(fig_path)},

@@ -39,8 +39,13 @@ def test_capture_train_eval_round_trip(tiny_tf, tmp_path, capsys):
     assert code == 0 and "fvu" in out and "explained_variance" in out and "embedding_cosine" not in out
     assert json.loads((atlas / "runs" / "s" / "features" / "features.json").read_text())["n_tokens"] == 300
     # a VAE command on an SAE run says what to use instead
-    code, out, err = _cli(capsys, "eval", "s", "--atlas", atlas)
+    code, out, err = _cli(capsys, "vae", "eval", "s", "--atlas", atlas)
     assert code == 2 and "latentatlas sae eval s" in err
+    # the top-level `eval` hands an SAE run to `sae eval`, with that command's options
+    code, out, err = _cli(capsys, "eval", "s", "--atlas", atlas, "--json", "--no-downstream", "--feature-tokens", "200")
+    assert code == 0, err
+    assert json.loads(out)["kind"] == "sae" and "embedding_cosine" not in json.loads(out)["metrics"]
+    assert json.loads((atlas / "runs" / "s" / "features" / "features.json").read_text())["n_tokens"] == 200
 
 
 @pytest.mark.parametrize(

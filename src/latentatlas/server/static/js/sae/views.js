@@ -1,7 +1,7 @@
 // The SAE lab's views: the feature list beside a feature's page, the text probe, and steering.
-import * as api from "./api.js";
-import * as state from "./state.js";
-import { $, esc, fmt } from "./util.js";
+import * as api from "../api.js";
+import * as state from "../state.js";
+import { $, esc, fmt } from "../util.js";
 
 const post = (run, path, body) => api.json(`${api.runPath(run)}/${path}`, {
   method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from latentatlas.atlas import Atlas
-from latentatlas.evaluate import choose_sample, evaluate_run
-from latentatlas.runs import train_run
+from latentatlas.labs.vae.jobs import choose_sample, evaluate_run, train_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DISENTANGLEMENT = ("mig", "dci_disentanglement", "sap", "modularity", "explicitness")

@@ -24,8 +24,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .analysis.bootstrap import Estimate, bootstrap_ci, mean_estimate
-from .capture import spliced, tokenize
+from ...analysis.bootstrap import Estimate, bootstrap_ci, mean_estimate
+from ...capture import spliced, tokenize
 
 
 def _batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int, prepend_bos: bool):

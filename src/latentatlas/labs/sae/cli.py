@@ -1,0 +1,154 @@
+"""``latentatlas sae capture|train|eval|sweep`` (``capture`` at the top level is an alias)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+
+from ..._cli import AtlasOpt, command_line, console, esc, metrics_table
+from ...errors import LatentAtlasError
+
+app = typer.Typer(help="Sparse autoencoders on captured transformer activations: capture, train, eval, sweep.", no_args_is_help=True)
+
+
+@app.command()
+def capture(
+    model: str = typer.Option("minilm", "--model", help="minilm (built in, offline), a transformers model folder, or a hub id."),
+    layer: str = typer.Option("3", "--layer", help="Block number (its output, the residual stream) or a dotted module name."),
+    corpus: str = typer.Option("builtin", "--corpus", help="builtin (Python stdlib docstrings), a .txt/.md file or folder, or a .jsonl file."),
+    text_field: str = typer.Option("text", "--text-field", help="The text field of a .jsonl corpus."),
+    tokens: int = typer.Option(100_000, "--tokens", min=1, help="How many token activations to store."),
+    name: Optional[str] = typer.Option(None, "--name", help="Store name (default: MODEL-LLAYER-CORPUS)."),
+    atlas: Optional[str] = AtlasOpt,
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Documents per forward pass."),
+    max_length: int = typer.Option(128, "--max-length", min=2, help="Tokens per document at most (longer ones are truncated)."),
+    keep_special: bool = typer.Option(False, "--keep-special", help="Also store [CLS]/[SEP]/BOS-style special tokens."),
+    shard_tokens: int = typer.Option(32768, "--shard-tokens", min=1, help="Tokens per shard (memory is bounded by one shard plus one batch)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the store --name from its last shard."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Capture a transformer's activations at one layer over a corpus into a sharded store."""
+    from ...atlas import Atlas
+    from .jobs import capture_store
+
+    the_atlas = Atlas(atlas)
+    try:
+        store = capture_store(model, layer, corpus, tokens, name, the_atlas, text_field=text_field, batch_size=batch_size,
+                              max_length=max_length, keep_special=keep_special, shard_tokens=shard_tokens, resume=resume,
+                              device=device, progress=not quiet)
+    except KeyboardInterrupt:
+        raise LatentAtlasError("capture interrupted; the shards written so far are kept: continue with the same command and --resume") from None
+    norm = store.index.get("norm", {})
+    console().print(f"captured [bold]{store.n_tokens:,}[/] tokens × {store.d} at {esc(store.index['layer'])} in "
+                     f"{len(store.shards)} shards ({store.index.get('seconds', 0):.1f} s); median norm {norm.get('median', 0):.3g}, "
+                     f"{norm.get('outliers', 0)} outlier tokens → {esc(store.path)}")
+    if store.index.get("exhausted"):
+        console().print(f"[yellow]note:[/] the corpus ran out before {tokens:,} tokens")
+
+
+@app.command("train")
+def sae_train(
+    activations: str = typer.Option(..., "--activations", help="Activation store name (from `latentatlas capture`)."),
+    arch: str = typer.Option("topk", "--arch", help="topk, batchtopk, jumprelu or relu."),
+    expansion: int = typer.Option(8, "--expansion", min=1, help="Latents per input dimension."),
+    k: int = typer.Option(32, "--k", min=1, help="Active latents per token (topk, batchtopk)."),
+    steps: int = typer.Option(2000, "--steps", min=1),
+    batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Tokens per step."),
+    lr: float = typer.Option(2e-3, "--lr"),
+    grad_clip: float = typer.Option(1.0, "--grad-clip", min=0, help="Clip the gradient's global norm to this (0: no clipping)."),
+    l1_coeff: Optional[float] = typer.Option(None, "--l1-coeff", help="relu: L1 weight λ (default 5)."),
+    l0_coeff: Optional[float] = typer.Option(None, "--l0-coeff", help="jumprelu: L0 weight λ (default 0.5)."),
+    holdout_shards: Optional[int] = typer.Option(None, "--holdout-shards", help="Shards kept for eval (default: the last shards holding 5% of the tokens, if the store has ≥ 5)."),
+    seed: int = typer.Option(0, "--seed"),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: sae-ARCH-STORE)."),
+    atlas: Optional[str] = AtlasOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run --name from its latest checkpoint."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a sparse autoencoder on a stored set of activations."""
+    from .jobs import train_sae
+
+    if resume and not name:
+        raise LatentAtlasError("--resume needs --name to say which SAE run to continue")
+    run, result = train_sae(activations, arch, expansion=expansion, k=k, steps=steps, batch_size=batch_size, lr=lr,
+                            grad_clip=grad_clip or None, l1_coeff=l1_coeff, l0_coeff=l0_coeff, holdout_shards=holdout_shards, seed=seed, name=name,
+                            atlas=atlas, resume=resume, checkpoint_every=checkpoint_every, device=device, progress=not quiet)
+    how = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
+    last = "  ".join(f"{k_} {v:.3g}" for k_, v in result.last.items() if k_ in ("l0", "fvu", "dead"))
+    console().print(f"trained [bold]{esc(run.name)}[/] for {result.steps_done} steps{how} in {result.seconds:.1f} s ({last}) → {esc(run.path)}")
+
+
+@app.command("sweep")
+def sae_sweep(
+    activations: str = typer.Option(..., "--activations", help="Activation store name."),
+    arch: str = typer.Option("topk", "--arch", help="topk, batchtopk (sweep --k), relu (--l1-coeff) or jumprelu (--l0-coeff)."),
+    values: str = typer.Option(..., "--values", help="Comma-separated values of the arch's sparsity knob, e.g. 8,16,32,64."),
+    expansion: int = typer.Option(8, "--expansion", min=1),
+    steps: int = typer.Option(2000, "--steps", min=1),
+    batch_size: int = typer.Option(4096, "--batch-size", min=1),
+    lr: float = typer.Option(2e-3, "--lr"),
+    downstream: bool = typer.Option(False, "--downstream", help="Also splice each SAE into the model (slower)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: sweep-ARCH-STORE); members are NAME-k8 …"),
+    atlas: Optional[str] = AtlasOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the frontier as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train and evaluate one SAE per value and draw the L0/rate-vs-FVU frontier (resumable)."""
+    from .jobs import sweep_sae
+
+    try:
+        vals = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise LatentAtlasError(f"--values '{values}' is not a comma-separated list of numbers") from None
+    report = sweep_sae(activations, arch, vals, name=name, atlas=atlas, downstream=downstream, progress=not (quiet or as_json),
+                       command=command_line(), expansion=expansion, steps=steps, batch_size=batch_size, lr=lr)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{report['run']}: {arch} over {report['param']}", title_justify="left")
+    for col in ("run", "L0", "FVU", "95% CI", "rate (bits)", "dead"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for p in report["frontier"]:
+        ci = "" if p["fvu_low"] is None else f"[{p['fvu_low']:.4g}, {p['fvu_high']:.4g}]"
+        table.add_row(p["run"], f"{p['l0']:.3g}", f"{p['fvu']:.4g}", ci, f"{p['rate_bits']:.4g}", f"{p['dead_fraction']:.3g}")
+    con = console()
+    con.print(table)
+    con.print(f"figure → {esc(report['figures']['rate_distortion'])}")
+
+
+@app.command("eval")
+def sae_eval(
+    run: str = typer.Argument(..., help="SAE run name."),
+    activations: Optional[str] = typer.Option(None, "--activations", help="Evaluate on another store (default: the run's held-out shards)."),
+    tokens: int = typer.Option(200_000, "--tokens", min=1, help="Evaluate on at most this many tokens."),
+    feature_tokens: int = typer.Option(200_000, "--feature-tokens", min=1, help="Tokens (from the store's start) the feature tables scan."),
+    downstream: bool = typer.Option(True, "--downstream/--no-downstream", help="Splice the SAE into the model (embedding cosine, CE recovered)."),
+    atlas: Optional[str] = AtlasOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Measure an SAE: L0, MSE, FVU (centred), cosine, shrinkage, dead and dense latents; write metrics.json."""
+    from ...atlas import Atlas
+    from .jobs import evaluate_sae
+
+    the_run = Atlas(atlas).run(run)
+    report = evaluate_sae(the_run, activations=activations, tokens=tokens, seed=seed, device=device,
+                          feature_tokens=feature_tokens, downstream=downstream, command=command_line(), progress=not (quiet or as_json))
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    con = console()
+    metrics_table(f"{the_run.name} — {report['n']:,} tokens of {report['activations']}", report["metrics"], con)
+    for note in report["notes"]:
+        con.print(f"[yellow]note:[/] {esc(note)}")
+    con.print(f"metrics → {esc(the_run.path / 'metrics.json')}")

@@ -1,0 +1,133 @@
+"""The VAE lab's routes: the latent table and its binary columns, projections, decoded PNGs, the
+inspector's record, interpolation and PCA directions. Each checks its request and calls
+:class:`~latentatlas.labs.vae.explore.VAEExplorer`; one explorer is cached per version of the run's
+files."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from ...atlas import Run
+from ...server.cache import mtime
+from ...server.http import (
+    ApiError,
+    float32_response,
+    get_run,
+    json_response,
+    png_response,
+)
+from ...server.images import image_png, strip_png
+from .explore import VAEExplorer
+
+router = APIRouter()
+
+
+class DecodeBody(BaseModel):
+    z: list[float]
+
+
+class InterpolateBody(BaseModel):
+    a: int
+    b: int
+    steps: int = 8
+    method: Literal["lerp", "slerp"] = "lerp"
+
+
+def explorer_for(request: Request, run: Run) -> VAEExplorer:
+    """One explorer per version of the run: a retrained or re-evaluated run is picked up on the next
+    request."""
+    files = ("config.json", "model.safetensors", "latents/eval.safetensors", "latents/eval.parquet")
+    key = ("vae", run.name, *(mtime(run.path / f) for f in files))
+    return request.app.state.cache.get(key, lambda: VAEExplorer(run))
+
+
+def explorer(request: Request, name: str) -> VAEExplorer:
+    return explorer_for(request, get_run(request, name))
+
+
+def run_info(request: Request, run: Run) -> dict:
+    """What ``GET /api/runs/{run}`` adds for an autoencoder run."""
+    return explorer_for(request, run).info()
+
+
+@router.get("/api/runs/{run}/latents", summary="The per-row table of the stored latents (not the floats)")
+def run_latents(run: str, request: Request):
+    return json_response(explorer(request, run).table())
+
+
+@router.get("/api/runs/{run}/latents/meta", summary="Row count, latent width and the names of the per-row columns")
+def run_latents_meta(run: str, request: Request):
+    return json_response(explorer(request, run).table_meta())
+
+
+@router.get("/api/runs/{run}/latents/column/{name}.bin", summary="One per-row column as little-endian float32 (N)",
+            response_class=Response)
+def run_latents_column(run: str, name: str, request: Request):
+    return float32_response(explorer(request, run).column(name))
+
+
+@router.get("/api/runs/{run}/latents/mu.bin", summary="Posterior means as little-endian float32 (N×D)", response_class=Response)
+def run_mu(run: str, request: Request):
+    return float32_response(explorer(request, run).latents.mu)
+
+
+@router.get("/api/runs/{run}/projection/{method}.bin", summary="2-D projection as little-endian float32 (N×2)",
+            response_class=Response)
+def run_projection(run: str, method: str, request: Request):
+    x = explorer(request, run)
+    # one lock per run and method: concurrent first requests compute the projection once
+    with request.app.state.cache.key_lock(("projection", x.run.name, method)):
+        return float32_response(x.projection(method))
+
+
+@router.get("/api/runs/{run}/input/{row}.png", summary="The dataset image behind a latent-table row", response_class=Response)
+def run_input(run: str, row: int, request: Request):
+    return png_response(image_png(explorer(request, run).input_image(row)))
+
+
+@router.get("/api/runs/{run}/reconstruction/{row}.png", summary="decode(mu[row]) as a PNG", response_class=Response)
+def run_reconstruction(run: str, row: int, request: Request):
+    return png_response(image_png(explorer(request, run).reconstruction(row)))
+
+
+@router.get("/api/runs/{run}/inspect/{row}", summary="Everything stored about one latent-table row")
+def run_inspect(run: str, row: int, request: Request):
+    return json_response(explorer(request, run).record(row))
+
+
+@router.post("/api/runs/{run}/decode", summary="Decode a latent vector to a PNG", response_class=Response)
+def run_decode(run: str, body: DecodeBody, request: Request):
+    x = explorer(request, run)
+    return png_response(image_png(x.decode(x.check_z(body.z))[0]))
+
+
+@router.get("/api/runs/{run}/decode.png", summary="Decode ?z=0.1,0.2,... to a PNG (for an <img> tag)", response_class=Response)
+def run_decode_get(run: str, request: Request, z: str = Query(..., max_length=100_000, description="comma-separated latent values")):
+    x = explorer(request, run)
+    try:
+        values = [float(v) for v in z.split(",")] if z.strip() else []
+    except ValueError:
+        raise ApiError(422, "z must be comma-separated numbers, e.g. z=0.1,-0.5,2.") from None
+    return png_response(image_png(x.decode(x.check_z(values))[0]))
+
+
+@router.post("/api/runs/{run}/interpolate", summary="Latent codes on the path between two rows")
+def run_interpolate(run: str, body: InterpolateBody, request: Request):
+    return json_response(explorer(request, run).interpolation_path(body.a, body.b, body.steps, body.method))
+
+
+@router.get("/api/runs/{run}/interpolate.png", summary="Decoded interpolation as a horizontal strip", response_class=Response)
+def run_interpolate_png(run: str, a: int, b: int, request: Request, steps: int = 8, method: str = "lerp"):
+    x = explorer(request, run)
+    z = x.interpolation(a, b, steps, method)
+    return png_response(strip_png(x.decode(z)))
+
+
+@router.get("/api/runs/{run}/directions", summary="GANSpace PCA directions of the stored latents")
+def run_directions(run: str, request: Request, k: int | None = Query(None, description="number of directions (default: up to 10)")):
+    return json_response(explorer(request, run).directions(k))
+

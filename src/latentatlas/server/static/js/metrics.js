@@ -1,0 +1,24 @@
+// The metrics view every run has: the table of metrics with their intervals and the run's notes, then
+// the charts its lab draws (KL per dim and loss curves for a VAE, feature density and FVU/L0 for an SAE).
+// A lab may replace the whole view (an SAE sweep shows its frontier instead).
+import * as api from "./api.js";
+import { $, esc, fmt } from "./util.js";
+
+export const FONT = { family: "DejaVu Sans, sans-serif", size: 11 };
+export const PLOT_CONFIG = { displaylogo: false, responsive: true };
+
+export async function metricsView(ctx, lab) {
+  const view = $("metrics-view");
+  let m = null;
+  try { m = await api.json(`${api.runPath(ctx.run)}/metrics`); } catch (e) { view.innerHTML = `<h2>Metrics</h2><p class="muted">${esc(e.message)}</p>`; return; }
+  if (lab.metricsView && (await lab.metricsView(ctx, m, view))) return;
+  const history = await api.json(`${api.runPath(ctx.run)}/history`);
+  const rows = Object.entries(m.metrics).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v.value, 4)}</td>
+    <td class="num">${v.ci_low === null ? "–" : `[${fmt(v.ci_low, 4)}, ${fmt(v.ci_high, 4)}]`}</td><td class="num">${v.n ?? ""}</td></tr>`).join("");
+  const what = lab.metricsSubject ? lab.metricsSubject(m) : `${m.n} samples`;
+  view.innerHTML = `<h2>Metrics · ${esc(ctx.run)} · ${esc(what)}</h2>
+    <div class="grid2"><div class="card"><table id="metrics-table"><thead><tr><th>metric</th><th class="num">value</th><th class="num">95% CI</th><th class="num">n</th></tr></thead>
+    <tbody>${rows}</tbody></table><p class="muted" style="font-size:12px">Each metric's definition and interval: docs/metrics.md. ${esc((m.notes || []).join(" "))}</p></div>
+    <div><div class="card"><div id="kl-chart" style="height:260px"></div></div><div class="card" style="margin-top:16px"><div id="curves" style="height:300px"></div></div></div></div>`;
+  if (lab.charts) await lab.charts(ctx, m, history, await api.loadPlotly());
+}

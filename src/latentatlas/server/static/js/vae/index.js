@@ -1,0 +1,78 @@
+// The VAE lab in the explorer: the latent map with the inspector, traversal and interpolation panels,
+// and its metrics charts. app.js mounts it from LABS.
+import * as api from "../api.js";
+import * as state from "../state.js";
+import { FONT, PLOT_CONFIG } from "../metrics.js";
+import { $, section } from "../util.js";
+import * as mapView from "./map.js";
+import * as panels from "./panels.js";
+
+export const KINDS = ["ae", "vae", "beta_vae", "beta_tcvae"];
+export const tabs = () => [["map", "Map"], ["traverse", "Traverse"], ["interp", "Interpolate"], ["metrics", "Metrics"]];
+
+const EXPLORE = `
+  <div class="left">
+    <div class="map-controls">
+      <label>projection <select id="proj-select"><option>pca</option><option>umap</option><option>tsne</option></select></label>
+      <label>colour <select id="color-select"></select></label>
+      <span id="map-status" class="muted"></span>
+      <span id="map-legend" class="legend"></span>
+    </div>
+    <div id="map"></div>
+    <img id="hover-thumb" alt="" hidden>
+  </div>
+  <div class="right">
+    <section id="inspect-panel" class="panel" hidden></section>
+    <section id="traverse-panel" class="panel" hidden></section>
+    <section id="interp-panel" class="panel" hidden></section>
+  </div>`;
+
+function explore() {
+  const fresh = !document.getElementById("explore-view");
+  const el = section("explore-view", "split", EXPLORE);
+  if (fresh) {
+    $("proj-select").addEventListener("change", (e) => state.set({ proj: e.target.value }));
+    $("color-select").addEventListener("change", (e) => state.set({ color: e.target.value }));
+  }
+  return el;
+}
+
+export async function load(ctx) {
+  if (!ctx.info.has_latents) throw new Error(`run ${ctx.run} has no stored latents yet; run \`latentatlas eval ${ctx.run}\``);
+  // Everything per row travels as float32 binary, fetched when first needed: the projection for the map,
+  // one column to colour by, and the latent means (N×D, the largest) only to colour by a latent dim.
+  const latents = await api.json(`${api.runPath(ctx.run)}/latents/meta`);
+  latents.values = {};
+  const factorCols = latents.columns.filter((c) => !["index", "recon_error"].includes(c));
+  Object.assign(ctx, { latents, mu: null, defaultColor: factorCols[0] || "recon_error", path: null });
+  explore();
+  const colorSel = $("color-select");
+  colorSel.replaceChildren(...mapView.colorOptions(latents).map((name) => new Option(name, name)));
+}
+
+export async function render(ctx, view) {
+  explore().hidden = false;
+  $("proj-select").value = state.get("proj", "pca");
+  $("color-select").value = state.get("color") || ctx.defaultColor;
+  $("inspect-panel").hidden = view !== "map";
+  $("traverse-panel").hidden = view !== "traverse";
+  $("interp-panel").hidden = view !== "interp";
+  ctx.path = null;
+  if (view === "interp") ctx.path = await panels.interp(ctx);
+  await mapView.draw(ctx);
+  if (view === "map") await panels.inspect(ctx);
+  if (view === "traverse") await panels.traverse(ctx);
+}
+
+export const metricsSubject = (m) => `${m.n} samples`;
+
+export async function charts(ctx, m, history, Plotly) {
+  if (m.kl_per_dim) {
+    const order = m.dims_by_kl;
+    Plotly.newPlot("kl-chart", [{ type: "bar", x: order.map((d) => `z${d}`), y: order.map((d) => m.kl_per_dim[d]), marker: { color: "#2f6690" } }],
+      { title: { text: "KL per dim (nats)", font: { size: 13 } }, margin: { l: 40, r: 10, t: 36, b: 30 }, font: FONT }, PLOT_CONFIG);
+  }
+  const keys = ["loss", "recon", "kl", "tc"].filter((k) => history.some((r) => k in r));
+  Plotly.newPlot("curves", keys.map((k) => ({ type: "scatter", mode: "lines", name: k, x: history.map((r) => r.step), y: history.map((r) => r[k]) })),
+    { title: { text: "training curves", font: { size: 13 } }, yaxis: { type: "log" }, margin: { l: 50, r: 10, t: 36, b: 30 }, font: FONT }, PLOT_CONFIG);
+}
