@@ -31,7 +31,7 @@ def test_create_list_and_open_runs(atlas_dir):
     assert atlas.run_names() == ["a", "b"]
     assert atlas.run("b").config()["created_at"]
     with pytest.raises(LatentAtlasError, match="already exists"):
-        atlas.create_run("a", {})
+        atlas.create_run("a", {"kind": "vae"})
     with pytest.raises(LatentAtlasError, match="run 'zz' was not found.*runs there: a, b"):
         atlas.run("zz")
     summaries = {s.name: s for s in atlas.summaries()}
@@ -40,7 +40,7 @@ def test_create_list_and_open_runs(atlas_dir):
 
 
 def test_history_truncation_keeps_only_rows_up_to_the_checkpoint(atlas_dir):
-    run = Atlas(atlas_dir).create_run("r", {})
+    run = Atlas(atlas_dir).create_run("r", {"kind": "vae"})
     run.append_history([{"step": s, "loss": float(s)} for s in (10, 20, 30)])
     with open(run.history_path, "a") as fh:
         fh.write('{"step": 40, "lo')  # cut short by a kill
@@ -52,9 +52,16 @@ def test_history_truncation_keeps_only_rows_up_to_the_checkpoint(atlas_dir):
 def test_checkpoint_commit_point_is_latest_json(atlas_dir):
     import torch
 
-    run = Atlas(atlas_dir).create_run("r", {})
-    run.write_checkpoint(5, {"model": {"w": torch.ones(2)}}, {"step": 5})
-    run.write_checkpoint(10, {"model": {"w": torch.full((2,), 2.0)}}, {"step": 10})
+    run = Atlas(atlas_dir).create_run("r", {"kind": "vae"})
+
+    def parts(value):
+        return {"model": {"w": torch.full((2,), value)}, "optimizer": {"0.exp_avg": torch.zeros(2)}, "rng": {"torch_cpu": torch.get_rng_state()}}
+
+    def meta(step):
+        return {"step": step, "optimizer": {"param_groups": [{"lr": 0.1, "params": [0]}], "scalars": {}}, "train": {"steps": 20}}
+
+    run.write_checkpoint(5, parts(1.0), meta(5))
+    run.write_checkpoint(10, parts(2.0), meta(10))
     step, parts, meta = run.read_checkpoint()
     assert step == 10 and torch.equal(parts["model"]["w"], torch.full((2,), 2.0)) and meta["step"] == 10
     assert [p.name for p in run.checkpoint_dir.glob("step-*")] == ["step-000000010"]
@@ -63,12 +70,12 @@ def test_checkpoint_commit_point_is_latest_json(atlas_dir):
     (run.checkpoint_dir / "step-000000015" / "model.safetensors").write_bytes(b"junk")
     assert run.read_checkpoint()[0] == 10
     (run.checkpoint_dir / "latest.json").write_text("{not json")
-    with pytest.raises(LatentAtlasError, match="checkpoint .* is corrupt"):
+    with pytest.raises(LatentAtlasError, match="checkpoint pointer .* corrupt"):
         run.read_checkpoint()
 
 
 def test_latents_and_projections_roundtrip(atlas_dir):
-    run = Atlas(atlas_dir).create_run("r", {})
+    run = Atlas(atlas_dir).create_run("r", {"kind": "vae"})
     mu = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
     run.write_latents({"mu": mu}, pd.DataFrame({"index": np.arange(7), "shape": [0, 1, 2, 0, 1, 2, 0]}))
     arrays, rows = run.read_latents()
@@ -82,7 +89,7 @@ def test_latents_and_projections_roundtrip(atlas_dir):
 
 
 def test_no_temporary_files_are_left_behind(atlas_dir):
-    run = Atlas(atlas_dir).create_run("r", {})
+    run = Atlas(atlas_dir).create_run("r", {"kind": "vae"})
     run.write_metrics({"a": 1})
     run.update_config(extra=2)
     leftovers = [p for p in run.path.rglob("*") if p.name.endswith(".tmp")]
@@ -91,7 +98,7 @@ def test_no_temporary_files_are_left_behind(atlas_dir):
 
 
 def test_failed_write_keeps_the_old_file(atlas_dir, monkeypatch):
-    run = Atlas(atlas_dir).create_run("r", {})
+    run = Atlas(atlas_dir).create_run("r", {"kind": "vae"})
     run.write_metrics({"old": True})
 
     class Unserialisable:

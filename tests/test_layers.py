@@ -18,10 +18,10 @@ SRC = Path(latentatlas.__file__).parent
 
 # The layers, lowest first. A module may import its own layer and those below it, never one above.
 RANK = {
-    "errors": 0, "_io": 0, "_progress": 0,
+    "errors": 0, "_io": 0, "_progress": 0, "limits": 0,
     "data": 1, "analysis": 1,
     "models": 2, "figures": 2,
-    "atlas": 3, "activations": 3,
+    "atlas": 3, "activations": 3, "schemas": 3,
     "trainer": 4, "capture": 4,
     "labs": 5,
     "server": 6, "_cli": 6,

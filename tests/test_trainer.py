@@ -113,10 +113,56 @@ def test_nan_loss_is_one_sentence(atlas_dir, tiny_images):
 
 
 def test_bad_train_config():
-    with pytest.raises(LatentAtlasError, match="--steps must be at least 1"):
+    with pytest.raises(LatentAtlasError, match="--steps must be between 1 and"):
         TrainConfig(steps=0)
     with pytest.raises(LatentAtlasError, match="--lr"):
         TrainConfig(lr=-1)
+    for bad, match in [(dict(seed=-1), "--seed"), (dict(seed=2**64), "--seed"), (dict(steps=10**12), "--steps"), (dict(lr=float("nan")), "--lr"),
+                       (dict(device="meta"), "--device 'meta'"), (dict(batch_size=True), "--batch-size"), (dict(grad_clip=-1.0), "--grad-clip")]:
+        with pytest.raises(LatentAtlasError, match=match):
+            TrainConfig(**bad)
+
+
+def test_a_run_config_train_section_is_checked():
+    with pytest.raises(LatentAtlasError, match="unknown key"):
+        TrainConfig.from_dict({"steps": 3, "evil": 1})
+    with pytest.raises(LatentAtlasError, match="steps='3'; expected int"):
+        TrainConfig.from_dict({"steps": "3"})
+    assert TrainConfig.from_dict(TrainConfig(steps=7, adam_betas=(0.5, 0.9)).to_dict()).adam_betas == (0.5, 0.9)
+
+
+def test_a_checkpoint_past_the_runs_last_step_changes_nothing(atlas_dir, tiny_images):
+    """A latest.json claiming a step beyond the run's steps once made --resume write the checkpoint's weights
+    as the final model and delete the checkpoint: silent data loss."""
+    x, _ = tiny_images
+    data = ArrayDataset(x)
+    run = Atlas(atlas_dir).create_run("r", {"kind": "vae"})
+    cfg = TrainConfig(steps=10, batch_size=16, checkpoint_every=5)
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(input_shape=x.shape[1:], latent_dim=2))
+
+    def stop_at_5(step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(Exception):
+        fit(model, data, run, cfg, progress=False, on_step=stop_at_5)
+    latest = run.checkpoint_dir / "latest.json"
+    assert json.loads(latest.read_text())["step"] == 5
+    # tamper: the pointer and its folder claim step 50 of a 10-step run
+    (run.checkpoint_dir / "step-000000005").rename(run.checkpoint_dir / "step-000000050")
+    meta = json.loads((run.checkpoint_dir / "step-000000050" / "meta.json").read_text())
+    (run.checkpoint_dir / "step-000000050" / "meta.json").write_text(json.dumps({**meta, "step": 50}))
+    latest.write_text(json.dumps({"step": 50, "folder": "step-000000050"}))
+    before = {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
+    with pytest.raises(LatentAtlasError, match="at step 50, but the run has only 10 steps"):
+        fit(VAE(VAEConfig(input_shape=x.shape[1:], latent_dim=2)), data, run, cfg, resume=True, progress=False)
+    assert not run.has_model
+    assert {p: p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == before
+    # and a pointer whose folder is not its step's is refused before anything is read
+    latest.write_text(json.dumps({"step": 5, "folder": "step-000000050"}))
+    with pytest.raises(LatentAtlasError, match="is not the folder of step 5"):
+        run.read_checkpoint()
 
 
 def _train_cmd(atlas, npz, name, resume=False):
@@ -144,6 +190,35 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_p
     b = load_model(atlas / "runs" / "killed").state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # not only the tensors: the files' bytes (two processes, so the safetensors header order is tested too)
+    assert (atlas / "runs" / "straight" / "model.safetensors").read_bytes() == (atlas / "runs" / "killed" / "model.safetensors").read_bytes()
+
+
+def test_the_same_training_in_two_processes_writes_the_same_bytes(tmp_path, tiny_npz):
+    """safetensors writes its metadata map in an order that changes from process to process; the files
+    must not. Two processes, each with its own hash seed, train the same short run."""
+    files = []
+    for i, hash_seed in enumerate(("1", "2")):
+        atlas = tmp_path / f"atlas{i}"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": hash_seed}
+        cmd = [sys.executable, "-c", "from latentatlas.cli import main; main()", "train", "vae", "--data", str(tiny_npz),
+               "--steps", "3", "--batch-size", "16", "--latent-dim", "4", "--name", "same", "--atlas", str(atlas), "--quiet"]
+        subprocess.run(cmd, check=True, env=env, capture_output=True)
+        files.append((atlas / "runs" / "same" / "model.safetensors").read_bytes())
+    assert files[0] == files[1]
+
+
+def test_safetensors_bytes_do_not_depend_on_metadata_order():
+    from safetensors.torch import load
+
+    from latentatlas._io import safetensors_bytes
+
+    t = {"b": torch.arange(3.0), "a": torch.zeros(2, 2)}
+    one = safetensors_bytes(t, {"format": "pt", "kind": "vae", "z": "1", "m": "2"})
+    two = safetensors_bytes(dict(reversed(list(t.items()))), {"m": "2", "z": "1", "kind": "vae", "format": "pt"})
+    assert one == two
+    back = load(one)
+    assert torch.equal(back["b"], t["b"]) and torch.equal(back["a"], t["a"])
 
 
 def test_conv_model_resume_is_bitwise_identical_too(atlas_dir, tiny_images):

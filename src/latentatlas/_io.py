@@ -48,6 +48,27 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def read_json(path: str | os.PathLike, what: str, max_bytes: int = 64 << 20) -> Any:
+    """The JSON in ``path``, read as untrusted input: at most ``max_bytes``, UTF-8, valid JSON, not nested
+    deeper than Python can parse, no integer of thousands of digits. Anything else is one sentence naming
+    ``what`` and the file (a ``LatentAtlasError``); a missing file raises ``FileNotFoundError`` for the
+    caller to word."""
+    from .errors import LatentAtlasError
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise LatentAtlasError(f"{what} '{path}' is {size:,} bytes, more than the {max_bytes:,} such a file can be; it is not one latentatlas wrote")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LatentAtlasError(f"{what} '{path}' is not UTF-8 text; the file is corrupt") from None
+    except RecursionError:
+        raise LatentAtlasError(f"{what} '{path}' is nested too deeply to be one latentatlas wrote") from None
+    except ValueError as exc:  # JSONDecodeError, and ints beyond Python's digit limit
+        raise LatentAtlasError(f"{what} '{path}' is not valid JSON ({str(exc).splitlines()[0][:120]}); the file is truncated or corrupt") from None
+
+
 def to_plain(obj: Any, nonfinite_as_none: bool = False) -> Any:
     """Nested dicts/lists/tuples/numpy values as plain Python JSON types.
 
@@ -88,8 +109,25 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"cannot store {type(o).__name__} as JSON")
 
 
-def atomic_save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
-    from safetensors.torch import save_file
+def safetensors_bytes(tensors: dict, metadata: dict[str, str] | None = None) -> bytes:
+    """A safetensors file's bytes, the same in every process for the same tensors and metadata.
+
+    safetensors writes its ``__metadata__`` map in hash order, which changes from process to process,
+    so two runs with bitwise-equal weights gave files with different bytes. The header is re-serialised
+    here with sorted keys (compact JSON of the same length, so the data offsets stand); the data block
+    is the library's, untouched."""
+    from safetensors.torch import save
 
     contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
+    raw = save(contiguous, metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > n:  # cannot happen for the same keys and values; keep the library's bytes if it does
+        return raw
+    text += b" " * (n - len(text))  # safetensors pads its header with spaces to keep the data aligned
+    return raw[:8] + text + raw[8 + n :]
+
+
+def atomic_save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
+    return atomic_write_bytes(path, safetensors_bytes(tensors, metadata))

@@ -24,8 +24,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ._io import atomic_write, atomic_write_json
+from ._io import atomic_write, atomic_write_json, read_json
 from .errors import LatentAtlasError
+from .limits import MAX_JSON_BYTES
 
 FORMAT = 1
 TENSOR = "acts"
@@ -61,16 +62,18 @@ class ActivationStore:
     """A store folder. ``ActivationStore(path)`` opens an existing one (``index.json`` must be there)."""
 
     def __init__(self, path: str | os.PathLike):
+        from .schemas import StoreIndex, validate
+
         self.path = Path(path)
         index = self.path / "index.json"
         if not index.is_file():
             raise LatentAtlasError(f"activation store '{self.path}' has no index.json; capture it first with `latentatlas capture`")
-        try:
-            self.index = json.loads(index.read_text(encoding="utf-8"))
-            self.d = int(self.index["d"])
-            self.shards = [Shard(**s) for s in self.index["shards"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LatentAtlasError(f"activation store index '{index}' is corrupt ({exc.__class__.__name__}: {exc})") from exc
+        self.index = read_json(index, "activation store index", MAX_JSON_BYTES)
+        if not isinstance(self.index, dict):
+            raise LatentAtlasError(f"activation store index '{index}' should hold a JSON object")
+        checked = validate(StoreIndex, self.index, "activation store index", index)
+        self.d = checked.d
+        self.shards = [Shard(**s.model_dump()) for s in checked.shards]
         self._offsets: dict[int, int] = {}
         self._starts = np.array([s.first_row for s in self.shards], dtype=np.int64)  # global row where each shard begins
 
@@ -94,13 +97,21 @@ class ActivationStore:
         return f"ActivationStore({self.name!r}, tokens={self.n_tokens}, d={self.d}, shards={len(self.shards)})"
 
     # -- reading ---------------------------------------------------------------------------------
+    def _file(self, i: int, suffix: str = ".safetensors") -> Path:
+        """Shard ``i``'s file (or its token/document table), a plain file inside the store folder: the index
+        names it (``shard-NNNNN…``, checked by its schema), and a link that leads out is refused."""
+        path = self.path / self.shards[i].file.replace(".safetensors", suffix)
+        if path.is_symlink() or not path.resolve().is_relative_to(self.path.resolve()):
+            raise LatentAtlasError(f"shard file '{path}' is a link; a store's shards are read only from its own folder")
+        return path
+
     def shard_array(self, i: int, verify: bool = False) -> np.ndarray:
         """Shard ``i``'s activations as float32 [rows, d], checked against the index."""
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         s = self.shards[i]
-        path = self.path / s.file
+        path = self._file(i)
         if not path.is_file():
             raise LatentAtlasError(f"shard '{path}' listed in the store's index.json is missing; capture the store again")
         size = path.stat().st_size
@@ -141,7 +152,7 @@ class ActivationStore:
         """Byte offset of shard ``i``'s float32 [rows, d] block, after checking the file against the index
         and its own safetensors header (so a mapped read can never run past the end of the file)."""
         s = self.shards[i]
-        path = self.path / s.file
+        path = self._file(i)
         if not path.is_file() or path.stat().st_size != s.bytes:  # checked on every read: a mapped read past EOF would crash
             self.shard_array(i)  # raises the precise error
         if i in self._offsets:
@@ -176,7 +187,7 @@ class ActivationStore:
         for i in np.nonzero(np.diff(bounds))[0]:
             sel = order[bounds[i] : bounds[i + 1]]
             s = self.shards[i]
-            mm = np.memmap(self.path / s.file, dtype="<f4", mode="r", offset=self._data_offset(int(i)), shape=(s.rows, self.d))
+            mm = np.memmap(self._file(int(i)), dtype="<f4", mode="r", offset=self._data_offset(int(i)), shape=(s.rows, self.d))
             out[sel] = mm[idx[sel] - starts[i]]
             del mm
         return out
@@ -184,7 +195,7 @@ class ActivationStore:
     def shard_tokens(self, i: int):
         import pyarrow.parquet as pq
 
-        path = self.path / self.shards[i].file.replace(".safetensors", ".tokens.parquet")
+        path = self._file(i, ".tokens.parquet")
         if not path.is_file():
             raise LatentAtlasError(f"token table '{path}' listed in the store's index.json is missing; capture the store again")
         try:
@@ -205,7 +216,13 @@ class ActivationStore:
         import pandas as pd
         import pyarrow.parquet as pq
 
-        parts = [pq.read_table(self.path / s.file.replace(".safetensors", ".docs.parquet")).to_pandas() for s in self.shards]
+        parts = []
+        for i in range(len(self.shards)):
+            path = self._file(i, ".docs.parquet")
+            try:
+                parts.append(pq.read_table(path).to_pandas())
+            except Exception as exc:  # pyarrow raises several types for a missing or damaged file
+                raise LatentAtlasError(f"document table '{path}' listed in the store's index.json is missing or corrupt ({exc.__class__.__name__})") from exc
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["doc", "source", "text"])
 
     def outlier_threshold(self) -> float | None:

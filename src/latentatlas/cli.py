@@ -90,12 +90,16 @@ def runs(atlas: Optional[str] = AtlasOpt, as_json: bool = typer.Option(False, "-
         return
     keys = [k for k in ("mig", "dci_disentanglement", "active_units", "kl", "l0", "fvu") if any(k in s.metrics for s in summaries)]
     table = Table(title=esc(the_atlas.root), title_justify="left")
-    for col in ["run", "kind", "data", "steps", "created", *keys]:
+    for col in ["run", "kind", "status", "data", "steps", "created", *keys]:
         table.add_column(col, justify="right" if col in keys or col == "steps" else "left")
     for s in summaries:
-        table.add_row(esc(s.name), esc(s.kind), esc(s.data), str(s.steps or ""), esc(s.created_at.replace("T", " ")[:19]),
+        table.add_row(esc(s.name), esc(s.kind), esc(s.status), esc(s.data), str(s.steps or ""), esc(s.created_at.replace("T", " ")[:19]),
                       *[f"{s.metrics[k]:.3g}" if k in s.metrics else "" for k in keys])
-    console().print(table)
+    con = console()
+    con.print(table)
+    for s in summaries:
+        if s.error:
+            con.print(f"[yellow]{esc(s.name)}:[/] {esc(s.error)}", soft_wrap=True)
 
 
 @app.command()

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -59,13 +60,22 @@ class TrainConfig:
     lr_decay: float = 0.0  # fraction of the run, at its end, over which the lr decays linearly to 0
 
     def __post_init__(self) -> None:
-        if self.lr_warmup < 0 or not 0.0 <= self.lr_decay <= 1.0:
-            raise LatentAtlasError(f"--lr-warmup must be >= 0 and --lr-decay in [0, 1], got {self.lr_warmup} and {self.lr_decay}")
-        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise LatentAtlasError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise LatentAtlasError(f"--lr must be a positive number, got {self.lr}")
+        from .limits import MAX_BATCH, MAX_SEED, MAX_STEPS, check_float, check_int
+
+        check_int(self.steps, "--steps", 1, MAX_STEPS)
+        check_int(self.batch_size, "--batch-size", 1, MAX_BATCH)
+        check_int(self.seed, "--seed", 0, MAX_SEED)
+        check_int(self.checkpoint_every, "--checkpoint-every", 1, MAX_STEPS)
+        check_int(self.log_every, "--log-every", 1, MAX_STEPS)
+        check_int(self.lr_warmup, "--lr-warmup", 0, MAX_STEPS)
+        check_float(self.lr, "--lr", 0.0, lo_open=True)
+        check_float(self.lr_decay, "--lr-decay", 0.0, 1.0)
+        if self.grad_clip is not None:
+            check_float(self.grad_clip, "--grad-clip", 0.0)
+        check_device(self.device)
+        if (not isinstance(self.adam_betas, tuple) or len(self.adam_betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in self.adam_betas)):
+            raise LatentAtlasError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
 
     def lr_at(self, step: int) -> float:
         """The learning rate of step ``step`` (0-based): a pure function of the step, so resume is exact."""
@@ -79,8 +89,21 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """The config a run recorded with ``to_dict`` (JSON turns the betas tuple into a list)."""
-        return cls(**{**d, "adam_betas": tuple(d.get("adam_betas", (0.9, 0.999)))})
+        """The config a run recorded with ``to_dict`` (JSON turns the betas tuple into a list), checked: a
+        run's config.json is untrusted input, so unknown keys and wrong types are one sentence."""
+        from .models.registry import check_types
+
+        if not isinstance(d, dict):
+            raise LatentAtlasError(f"the run's training settings should be a JSON object, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise LatentAtlasError(f"the run's training settings have unknown key(s) {', '.join(map(str, unknown))[:200]}; expected only: {', '.join(sorted(known))}")
+        values = {**d}
+        if isinstance(values.get("adam_betas"), list):
+            values["adam_betas"] = tuple(values["adam_betas"])
+        check_types(cls, values, "the run's training settings")
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -107,7 +130,19 @@ class TrainingInterrupted(Exception):
 SHOWN = ("loss", "recon", "kl", "tc", "l0", "fvu", "dead")
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]{1,2})?|mps")
+
+
+def check_device(device: str) -> str:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; anything else (``meta``, which holds no data, or a
+    typo) is one sentence."""
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise LatentAtlasError(f"--device {device!r} is not a device this tool trains on; expected auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
 def resolve_device(device: str) -> torch.device:
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -116,6 +151,10 @@ def resolve_device(device: str) -> torch.device:
         raise LatentAtlasError(f"device '{device}' is not a torch device name (expected auto, cpu or cuda)") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise LatentAtlasError(f"device '{device}' was asked for but CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise LatentAtlasError(f"device '{device}' was asked for but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LatentAtlasError(f"device '{device}' was asked for but MPS is not available on this machine")
     return dev
 
 
@@ -238,11 +277,16 @@ def fit(
         ckpt = run.read_checkpoint()
         if ckpt is not None:
             step, parts, meta = ckpt
+            if step >= config.steps:
+                # never finish a run from such a checkpoint: that would write its weights as the final model
+                # and delete the checkpoint
+                raise LatentAtlasError(f"the checkpoint in '{run.checkpoint_dir}' is at step {step}, but the run has only {config.steps} steps; "
+                                       "it does not belong to this run (nothing was changed)")
             try:
                 model.load_state_dict({k: v.to(device) for k, v in parts["model"].items()}, strict=True)
                 optimizer_from_tensors(opt, {k: v.to(device) for k, v in parts["optimizer"].items()}, meta["optimizer"])
                 _restore_rng(parts["rng"], device)
-            except (KeyError, RuntimeError, ValueError) as exc:
+            except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
                 raise LatentAtlasError(f"checkpoint in '{run.checkpoint_dir}' does not fit this run's model ({exc.__class__.__name__}); delete it to start over") from exc
             start = resumed_from = step
             run.truncate_history(step)

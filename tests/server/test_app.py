@@ -16,7 +16,7 @@ N, D = 200, 3
 
 @pytest.fixture(scope="module")
 def client(env):
-    with TestClient(create_app(env["atlas"].root)) as c:
+    with TestClient(create_app(env["atlas"].root), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -86,7 +86,7 @@ def raw_get(app, raw: str) -> tuple[int, bytes]:
     path, _, query = raw.partition("?")
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": unquote(path), "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-             "headers": [(b"host", b"testserver")], "server": ("testserver", 80), "client": ("testclient", 1)}
+             "headers": [(b"host", b"127.0.0.1")], "server": ("testserver", 80), "client": ("testclient", 1)}
     out = {"status": 0, "body": b""}
 
     async def receive():
@@ -153,7 +153,7 @@ def test_serve_signature():
     import inspect
 
     params = inspect.signature(serve).parameters
-    assert list(params) == ["atlas_root", "host", "port"]
+    assert list(params) == ["atlas_root", "host", "port", "allow_hosts"]
     assert params["host"].default == "127.0.0.1" and params["port"].default == 8765
 
 

@@ -10,6 +10,8 @@ from latentatlas.errors import LatentAtlasError
 
 # Numpy dtype kinds accepted as numbers: bool, signed, unsigned, float.
 NUMERIC_KINDS = "biuf"
+# the columns of a run's latent table besides its factors: a factor may not take one of these names
+RESERVED_COLUMNS = ("index", "label", "recon_error")
 
 
 def check_numeric(arr: np.ndarray, what: str) -> None:
@@ -87,6 +89,12 @@ class ArrayDataset:
 
         self.factor_names = tuple(str(s) for s in self.factor_names)
         self.factor_sizes = tuple(int(s) for s in self.factor_sizes)
+        for fname in self.factor_names:
+            if not fname.strip() or len(fname) > 100 or fname in RESERVED_COLUMNS:
+                raise LatentAtlasError(f"{what} has a factor named {fname[:100]!r}; expected a name of 1-100 characters other than "
+                                       f"{', '.join(RESERVED_COLUMNS)} (the latent table's own columns)")
+        if len(set(self.factor_names)) != len(self.factor_names):
+            raise LatentAtlasError(f"{what} names two factors alike ({', '.join(self.factor_names)[:200]}); expected one name per factor")
         if self.factors is None:
             if self.factor_names or self.factor_sizes:
                 raise LatentAtlasError(f"{what} has factor names or sizes but no factors; expected both or neither.")

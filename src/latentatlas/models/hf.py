@@ -64,14 +64,54 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_transformer(name_or_path: str | dict[str, Any], device: str | torch.device = "cpu") -> Transformer:
-    """Load a model and its tokenizer, in eval mode, on ``device``."""
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the model hub answers a TCP connection within ``timeout`` seconds (offline, transformers
+    would otherwise retry for over a minute before failing)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        from huggingface_hub import constants
+
+        url = urlparse(constants.ENDPOINT)
+    except ImportError:
+        return False
+    import threading
+
+    answer = {"ok": False}
+
+    def connect() -> None:  # in a thread: a name lookup with no network can hang past any socket timeout
+        try:
+            with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout):
+                answer["ok"] = True
+        except OSError:
+            pass
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return answer["ok"]
+
+
+def load_transformer(name_or_path: str | dict[str, Any], device: str | torch.device = "cpu", *, offline: bool | None = None) -> Transformer:
+    """Load a model and its tokenizer, in eval mode, on ``device``.
+
+    ``offline`` (the default for a spec dict, which comes from an atlas's store index): only files already
+    on this machine are read, never a download, since an atlas may be hostile and must not decide a network
+    fetch. A hub id the user typed may be fetched; when it is not cached and the hub cannot be reached, one
+    sentence says so at once."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     _quiet_transformers()
+    if offline is None:
+        offline = isinstance(name_or_path, dict)
     if isinstance(name_or_path, dict):
         spec = dict(name_or_path)
         source = builtin_path(spec["name"]) if "name" in spec else spec.get("path") or spec["hub"]
+        if not isinstance(source, (str, Path)):
+            raise LatentAtlasError(f"model spec {spec!r} names no model; expected 'name', 'path' or 'hub'")
     elif name_or_path in BUILTIN:
         spec, source = {"name": name_or_path}, builtin_path(name_or_path)
     elif os.path.isdir(os.path.expanduser(name_or_path)):
@@ -88,6 +128,17 @@ def load_transformer(name_or_path: str | dict[str, Any], device: str | torch.dev
             raise LatentAtlasError(f"model folder '{folder}' has no config.json; expected a transformers model folder")
         if not any(folder.glob("*.safetensors")):
             raise LatentAtlasError(f"model folder '{folder}' has no .safetensors weights; only safetensors are loaded, never pickles")
+    elif "path" in spec:
+        raise LatentAtlasError(f"model folder '{source}' named by the store does not exist on this machine")
+    else:
+        cached = _in_hub_cache(str(source))
+        if not cached and offline:
+            raise LatentAtlasError(f"model '{source}' is not in this machine's Hugging Face cache, and a model named by an atlas is never "
+                                   "downloaded; fetch it yourself (e.g. `latentatlas capture --model ID`) or use a local folder")
+        if not cached and not _hub_reachable():
+            raise LatentAtlasError(f"model '{source}' is not in this machine's Hugging Face cache and the hub cannot be reached (no network); "
+                                   "pass a local model folder or 'minilm'")
+        local = cached  # a cached model is read from the cache, without asking the hub
     try:
         config = AutoConfig.from_pretrained(str(source), local_files_only=local)
         causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (config.architectures or [])) or bool(getattr(config, "is_decoder", False))
@@ -101,6 +152,16 @@ def load_transformer(name_or_path: str | dict[str, Any], device: str | torch.dev
     model.to(device).eval()
     return Transformer(model, tokenizer, spec, causal, {"architecture": (config.architectures or [type(model).__name__])[0],
                                                         "source": str(source)})
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether ``repo_id``'s config is already in the local Hugging Face cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an id the hub library refuses (bad characters): not cached
+        return False
 
 
 def block_list(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:

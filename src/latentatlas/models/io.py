@@ -7,7 +7,6 @@ its name, before a byte of it is read.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +46,12 @@ def refuse_pickle(path: Path) -> None:
 
 
 def read_config(folder: str | Path) -> dict[str, Any]:
+    from .._io import read_json
+
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         raise LatentAtlasError(f"model config '{path}' does not exist; expected a {CONFIG_FILE} written by latentatlas")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LatentAtlasError(f"model config '{path}' is not valid JSON ({exc.__class__.__name__}); the file is truncated or corrupt") from exc
+    meta = read_json(path, "model config", 4 << 20)
     if not isinstance(meta, dict) or "kind" not in meta or not isinstance(meta.get("model"), dict):
         raise LatentAtlasError(f"model config '{path}' lacks the 'kind' and 'model' entries latentatlas writes")
     return meta

@@ -44,10 +44,53 @@ def config_from_dict(kind: str, values: dict[str, Any]):
     for f in dataclasses.fields(config_cls):
         if f.name in values and isinstance(values[f.name], list):
             values[f.name] = tuple(values[f.name])
+    check_types(config_cls, values, f"model config for kind '{kind}'")
     try:
         return config_cls(**values)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise LatentAtlasError(f"model config for kind '{kind}' is invalid: {exc}") from exc
+
+
+def check_types(cls: type, values: dict[str, Any], what: str) -> None:
+    """Each value has the type its dataclass field declares (``int`` is not ``bool``; floats are finite),
+    so that a config read from a file fails here with a sentence, not deep inside torch."""
+    import math
+    import types
+    import typing
+
+    hints = typing.get_type_hints(cls)
+
+    def ok(value: Any, ann: Any) -> bool:
+        origin, args = typing.get_origin(ann), typing.get_args(ann)
+        if ann is Any:
+            return True
+        if origin in (typing.Union, types.UnionType):
+            return any(ok(value, a) for a in args)
+        if ann is type(None):
+            return value is None
+        if origin is tuple:
+            if not isinstance(value, tuple):
+                return False
+            inner = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+            return all(ok(v, inner if inner is not None else a) for v, a in zip(value, args if inner is None else value))
+        if ann is bool:
+            return isinstance(value, bool)
+        if ann is int:
+            return isinstance(value, int) and not isinstance(value, bool)
+        if ann is float:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ann is str:
+            return isinstance(value, str) and len(value) <= 1000
+        return isinstance(value, ann) if isinstance(ann, type) else True
+
+    for name, value in values.items():
+        if name in hints and not ok(value, hints[name]):
+            shown = repr(value)
+            raise LatentAtlasError(f"{what} has {name}={shown[:60]}{'…' if len(shown) > 60 else ''}; expected {_type_name(hints[name])}")
+
+
+def _type_name(ann: Any) -> str:
+    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
 
 
 def build(config) -> Any:

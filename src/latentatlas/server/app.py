@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +21,7 @@ from ..atlas import Atlas
 from ..errors import LatentAtlasError
 from ..labs import LABS, lab_of_kind, part
 from .cache import RunCache
+from .jobs import Jobs
 from .http import (
     ApiError,
     error_status,
@@ -28,23 +30,36 @@ from .http import (
     png_response,
     validation_sentence,
 )
+from .security import MAX_BODY, SecurityMiddleware, allowed_hosts
 
 _FIGURE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,123}\.png$")
 
 
-def create_app(atlas_root: str | os.PathLike | None = None) -> FastAPI:
+def create_app(atlas_root: str | os.PathLike | None = None, *, host: str = "127.0.0.1", allow_hosts: tuple[str, ...] = (),
+               max_body: int = MAX_BODY) -> FastAPI:
+    """The app for the atlas at ``atlas_root``, answering requests addressed to ``host`` (the interface it
+    is served on; loopback names are always accepted) and ``allow_hosts``, with bodies of at most
+    ``max_body`` bytes."""
     atlas = Atlas(atlas_root)
     root = atlas.root.resolve()
     # docs_url=None: FastAPI's default /docs loads Swagger UI from a CDN; frontend.py serves it locally.
-    app = FastAPI(title="latentatlas", version=__version__, docs_url=None, redoc_url=None,
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        app.state.jobs.shutdown()
+
+    app = FastAPI(title="latentatlas", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Browse the runs of a latentatlas atlas: metrics, latents, projections, decoded images.")
     app.state.atlas = atlas
     app.state.cache = RunCache()
+    app.state.jobs = Jobs(workers=1)
+    app.state.hosts = allowed_hosts(host, allow_hosts)
+    app.add_middleware(SecurityMiddleware, hosts=app.state.hosts, max_body=max_body)
 
     # -- errors: one sentence, never a traceback -----------------------------------------------------
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status)
 
     @app.exception_handler(LatentAtlasError)
     async def _latentatlas_error(request: Request, exc: LatentAtlasError):
@@ -81,6 +96,13 @@ def create_app(atlas_root: str | os.PathLike | None = None) -> FastAPI:
         if metrics is None:
             raise ApiError(404, f"run {r.name} has no metrics yet; run `latentatlas eval {r.name}`.")
         return json_response(metrics)
+
+    @app.get("/api/jobs/{job_id}", summary="A background job's state: queued, running, done or failed (with why)")
+    def job_state(job_id: str, request: Request):
+        job = request.app.state.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, f"there is no job '{job_id[:40]}' on this server (jobs last as long as the server)")
+        return json_response(job.as_dict())
 
     @app.get("/api/runs/{run}/history", summary="The training log, one row per logged step")
     def run_history(run: str, request: Request):

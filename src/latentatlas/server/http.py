@@ -21,12 +21,14 @@ from .cache import RunCache
 
 
 class ApiError(Exception):
-    """An answer other than 200: an HTTP status and one sentence."""
+    """An answer other than 200: an HTTP status and one sentence (plus, for the page, a few fields such as
+    the URL that would compute what is missing)."""
 
-    def __init__(self, status: int, detail: str):
+    def __init__(self, status: int, detail: str, **extra: Any):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.extra = extra
 
 
 def json_response(obj: Any, status: int = 200) -> JSONResponse:
@@ -68,12 +70,20 @@ def cache_of(request: Request) -> RunCache:
     return request.app.state.cache
 
 
+def jobs_of(request: Request):
+    """The app's background jobs (``server.jobs.Jobs``)."""
+    return request.app.state.jobs
+
+
 def get_run(request: Request, name: str) -> Run:
-    """The run called ``name`` (the name is checked by the atlas), or a 404."""
+    """The run called ``name`` (the name is checked by the atlas), or a 404; a run whose config.json is
+    damaged or hostile is a 422 on every route, with the reason."""
     try:
-        return atlas_of(request).run(name)
+        run = atlas_of(request).run(name)
     except LatentAtlasError as exc:
-        raise ApiError(404, str(exc)) from None
+        raise ApiError(404 if "not found" in str(exc) or "not allowed" in str(exc) else 422, str(exc)) from None
+    run.config()  # raises the one sentence (422) for a bad run
+    return run
 
 
 def run_kind(run: Run) -> str:

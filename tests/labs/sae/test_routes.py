@@ -25,7 +25,7 @@ def sae_atlas(tiny_tf, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(sae_atlas):
-    with TestClient(create_app(sae_atlas)) as c:
+    with TestClient(create_app(sae_atlas), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -81,9 +81,40 @@ def test_probe(client):
         assert client.post("/api/runs/s/probe", json=bad).status_code == 422
 
 
+def steer(client, body):
+    """POST a steering request; the first one, on a run evaluated without its steering index, starts a
+    background job (202) to poll before asking again."""
+    import time
+
+    r = client.post("/api/runs/s/steer", json=body)
+    if r.status_code == 202:
+        job = r.json()["job"]
+        deadline = time.time() + 120
+        while job["state"] in ("queued", "running"):
+            assert time.time() < deadline
+            time.sleep(0.1)
+            job = client.get(f"/api/jobs/{job['id']}").json()
+        assert job["state"] == "done", job
+        r = client.post("/api/runs/s/steer", json=body)
+    return r
+
+
+def test_the_first_steer_builds_the_index_in_the_background(client, sae_atlas):
+    from latentatlas.atlas import Atlas
+    from latentatlas.labs.sae.explore import SAEExplorer
+
+    cache = sae_atlas / "runs" / "s" / "features" / "corpus_index.safetensors"
+    assert not cache.exists()  # evaluated with downstream=False: no index
+    first = client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": 0, "alpha": 1})
+    assert first.status_code == 202 and first.json()["job"]["what"] == "steering index of run 's'"
+    assert "building the steering index" in first.json()["detail"]
+    assert steer(client, {"text": "Open the file.", "feature": 0, "alpha": 1}).status_code == 200
+    assert cache.is_file() and not SAEExplorer(Atlas(sae_atlas).run("s")).needs_corpus_index
+
+
 def test_steer(client):
     fid = client.get("/api/runs/s/features").json()["items"][0]["id"]
-    same = client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": fid, "alpha": 0}).json()
+    same = steer(client, {"text": "Open the file.", "feature": fid, "alpha": 0}).json()
     assert same["kind"] == "embedding" and same["cos_before_after"] == pytest.approx(1.0, abs=1e-5)
     assert [d["doc"] for d in same["before"]] == [d["doc"] for d in same["after"]]
     moved = client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": fid, "alpha": 50}).json()
@@ -99,18 +130,18 @@ def test_steering_corpus_index_is_cached_in_the_run(client, sae_atlas):
     from latentatlas.atlas import Atlas
     from latentatlas.labs.sae.explore import SAEExplorer
 
-    client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": 0, "alpha": 1})
+    steer(client, {"text": "Open the file.", "feature": 0, "alpha": 1})
     cache = sae_atlas / "runs" / "s" / "features" / "corpus_index.safetensors"
     assert cache.is_file()
-    first = SAEExplorer(Atlas(sae_atlas).run("s"))._corpus_index()
+    first = SAEExplorer(Atlas(sae_atlas).run("s")).corpus_index()
     fresh = SAEExplorer(Atlas(sae_atlas).run("s"))
-    ids, _, _, emb = fresh._corpus_index()
+    ids, _, _, emb = fresh.corpus_index()
     assert fresh._tf is None, "a cached index must not need the transformer"
     np.testing.assert_array_equal(emb, first[3])
     np.testing.assert_array_equal(ids, first[0])
     cache.write_bytes(b"garbage")  # a damaged cache is recomputed and replaced, not an error
     again = SAEExplorer(Atlas(sae_atlas).run("s"))
-    np.testing.assert_allclose(again._corpus_index()[3], emb, atol=1e-5)
+    np.testing.assert_allclose(again.corpus_index()[3], emb, atol=1e-5)
     assert again._tf is not None and cache.stat().st_size > 100
 
 
@@ -121,7 +152,7 @@ def test_no_request_is_a_server_error(client, text, alpha, feature):
     assert r.status_code in (200, 422), r.text
     r = client.post("/api/runs/s/steer", content=f'{{"text": {__import__("json").dumps(text)}, "alpha": {alpha}, "feature": {feature}}}',
                     headers={"content-type": "application/json"})
-    assert r.status_code in (200, 422), r.text
+    assert r.status_code in (200, 202, 422), r.text
 
 
 def test_display_tokens_reads_like_text():

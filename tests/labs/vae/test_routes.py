@@ -17,7 +17,7 @@ N, D = 200, 3
 
 @pytest.fixture(scope="module")
 def client(env):
-    with TestClient(create_app(env["atlas"].root)) as c:
+    with TestClient(create_app(env["atlas"].root), base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -83,7 +83,11 @@ def test_projection_stored_by_eval(client):
 
 
 
-def test_projection_computed_once_then_read(client, env, monkeypatch):
+def test_projection_is_computed_by_a_background_job_once(client, env, monkeypatch):
+    """A GET never computes or writes: an unstored projection is a 404 naming the POST that computes it; the
+    POST starts one background job however often it is sent; the page polls the job, then GETs the array."""
+    import time
+
     import latentatlas.analysis.projections as projections
 
     run = env["run"]
@@ -97,27 +101,42 @@ def test_projection_computed_once_then_read(client, env, monkeypatch):
         return real(*a, **kw)
 
     monkeypatch.setattr(projections, "project", counting)
+    missing = client.get("/api/runs/r/projection/tsne.bin")
+    assert missing.status_code == 404 and missing.json()["compute"] == "/api/runs/r/projection/tsne"
+    assert "POST /api/runs/r/projection/tsne" in missing.json()["detail"] and not stored.exists() and not calls
     results = [None] * 4
 
-    def get(i):
-        results[i] = client.get("/api/runs/r/projection/tsne.bin")
+    def post(i):
+        results[i] = client.post("/api/runs/r/projection/tsne")
 
-    threads = [threading.Thread(target=get, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert all(r.status_code == 200 and len(r.content) == N * 2 * 4 for r in results)
-    assert len({r.content for r in results}) == 1
-    assert len(calls) == 1 and stored.is_file()
-    again = client.get("/api/runs/r/projection/tsne.bin")
-    assert again.content == results[0].content and len(calls) == 1
-
+    assert all(r.status_code == 202 for r in results), [r.text for r in results]
+    job_ids = {r.json()["job"]["id"] for r in results}
+    assert len(job_ids) == 1
+    (job_id,) = job_ids
+    deadline = time.time() + 120
+    while (state := client.get(f"/api/jobs/{job_id}").json())["state"] not in ("done", "failed"):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert state["state"] == "done", state
+    got = client.get("/api/runs/r/projection/tsne.bin")
+    assert got.status_code == 200 and len(got.content) == N * 2 * 4 and stored.is_file()
+    assert len(calls) == 1
+    again = client.post("/api/runs/r/projection/tsne")
+    assert again.status_code == 200 and again.json()["state"] == "done" and len(calls) == 1
+    assert client.get("/api/runs/r/projection/tsne.bin").content == got.content
+    assert client.get("/api/jobs/999999").status_code == 404
 
 
 def test_projection_errors(client):
     assert "expected one of" in one_sentence(client.get("/api/runs/r/projection/mds.bin"), 422)
+    assert "expected one of" in one_sentence(client.post("/api/runs/r/projection/mds"), 422)
     one_sentence(client.get("/api/runs/bare/projection/pca.bin"), 404)
+    one_sentence(client.post("/api/runs/bare/projection/umap"), 404)
 
 
 
@@ -228,12 +247,13 @@ def test_interpolate_png(client):
 def test_latent_columns_travel_as_binary(client, env):
     meta = client.get("/api/runs/r/latents/meta").json()
     assert meta["n"] == 200 and meta["dim"] == 3 and {"index", "position", "width"} <= set(meta["columns"])
-    r = client.get("/api/runs/r/latents/column/position.bin")
+    r = client.get("/api/runs/r/latents/column.bin", params={"name": "position"})
     assert r.status_code == 200 and r.headers["x-shape"] == "200" and len(r.content) == 200 * 4
     values = np.frombuffer(r.content, dtype="<f4")
     _, rows = env["run"].read_latents()
     assert np.array_equal(values, rows["position"].to_numpy().astype(np.float32))
-    missing = client.get("/api/runs/r/latents/column/nope.bin")
+    missing = client.get("/api/runs/r/latents/column.bin", params={"name": "nope"})
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
-    assert client.get("/api/runs/r/latents/column/..%2Fconfig.bin").status_code == 404
+    assert client.get("/api/runs/r/latents/column.bin", params={"name": "../config"}).status_code == 404
+    assert client.get("/api/runs/r/latents/column.bin").status_code == 422
 

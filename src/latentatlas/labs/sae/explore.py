@@ -48,7 +48,9 @@ class SAEExplorer:
         if cfg.get("kind") != "sae":
             raise LatentAtlasError(f"run '{run.name}' is a {cfg.get('kind')}, not an SAE")
         self.cfg = cfg
-        self.store = run.atlas.activations(cfg["data"]["name"])
+        from .jobs import sae_data
+
+        self.store = run.atlas.activations(sae_data(run, cfg)["name"])
         self._lock = threading.RLock()
         self._sae = self._tables = self._tokens = self._tf = self._index = None
         self._lookup: dict[int, str] | None = None
@@ -71,8 +73,31 @@ class SAEExplorer:
                 got = self.run.read_features()
                 if got is None:
                     raise LatentAtlasError(f"run '{self.run.name}' has no feature tables yet; run `latentatlas sae eval {self.run.name}`")
-                self._tables = got
+                self._tables = self._checked(*got)
             return self._tables
+
+    def _checked(self, a: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The feature tables as ``sae eval`` writes them: every array one row per latent, the widths the
+        meta says, and every stored row or token a valid one (the tables are read from the atlas, which is
+        untrusted)."""
+        d, n = self.d_sae, self.store.n_tokens
+        widths = {"fires": None, "max_act": None, "top_vals": meta["k"], "top_rows": meta["k"], "hist": meta["bins"],
+                  "bin_rows": meta["bins"], "token_ids": None, "token_counts": None}
+        hint = f"; re-run `latentatlas sae eval {self.run.name}`"
+        for key, width in widths.items():
+            x = a.get(key)
+            if x is None or x.shape[:1] != (d,) or (width is not None and x.shape != (d, width)) or (key in ("token_ids", "token_counts") and x.ndim != 2):
+                raise LatentAtlasError(f"feature tables of run '{self.run.name}' hold no '{key}' of {d} rows{' × ' + str(width) if width else ''}{hint}")
+        if a["token_ids"].shape != a["token_counts"].shape:
+            raise LatentAtlasError(f"feature tables of run '{self.run.name}' have token ids and counts of different shapes{hint}")
+        for key in ("top_rows", "bin_rows"):
+            if a[key].size and (int(a[key].max()) >= n or int(a[key].min()) < -1):
+                raise LatentAtlasError(f"feature tables of run '{self.run.name}' point at rows outside store '{self.store.name}' ({n:,} tokens){hint}")
+        if meta["n_tokens"] > n:
+            raise LatentAtlasError(f"feature tables of run '{self.run.name}' claim {meta['n_tokens']:,} scanned tokens; store '{self.store.name}' has {n:,}{hint}")
+        if not np.all(np.isfinite(a["max_act"])):
+            raise LatentAtlasError(f"feature tables of run '{self.run.name}' hold non-finite activations{hint}")
+        return a, meta
 
     @property
     def tokens(self):
@@ -298,31 +323,42 @@ class SAEExplorer:
                 means.append(f[keep].mean(0))
             return (means[0] - means[1]) @ sae.decoder() / sae.input_scale, "code(a) − code(b), decoded"
 
-    def _corpus_index(self, docs: int = 512):
-        """Sentence embeddings of the store's first ``docs`` documents, the neighbours steering reports.
-        Computed once (~10 s for MiniLM on a CPU) and kept in ``features/corpus_index.safetensors``; a
-        cache that is unreadable or from another store is recomputed and replaced."""
+    def corpus_index(self, compute: bool = True, docs: int = 512):
+        """Sentence embeddings of the store's first ``docs`` documents, the neighbours steering reports:
+        ``(doc ids, texts, sources, embeddings)``. Kept in ``features/corpus_index.safetensors``, written by
+        ``sae eval`` (~10 s for MiniLM on a CPU); a cache that is unreadable or from another store counts as
+        missing. Missing and not ``compute``: None (the server then builds it in a background job)."""
         with self._lock:
             if self._index is None:
                 table = self.store.documents().sort_values("doc").head(docs)
                 ids = table["doc"].to_numpy().astype(np.int64)
-                self._index = (ids, table["text"].tolist(), table["source"].tolist(), self._cached_embeddings(ids, table["text"].tolist()))
+                texts = table["text"].tolist()
+                emb = self._stored_embeddings(ids)
+                if emb is None:
+                    if not compute:
+                        return None
+                    emb = self._embed_and_store(ids, texts)
+                self._index = (ids, texts, table["source"].tolist(), emb)
             return self._index
 
-    def _cached_embeddings(self, ids: np.ndarray, texts: list[str]) -> np.ndarray:
+    def _stored_embeddings(self, ids: np.ndarray) -> np.ndarray | None:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
+        path = self.run.file("features", "corpus_index.safetensors")
+        try:
+            got = load_file(str(path))
+            emb = got["emb"]
+            if np.array_equal(got["doc"], ids) and emb.ndim == 2 and emb.shape[0] == len(ids) and np.all(np.isfinite(emb)):
+                return emb
+        except (SafetensorError, OSError, KeyError, ValueError):
+            pass  # absent or unusable
+        return None
+
+    def _embed_and_store(self, ids: np.ndarray, texts: list[str]) -> np.ndarray:
         from ..._io import atomic_save_safetensors
         from .fidelity import sentence_embedding
 
-        path = self.run.features_dir / "corpus_index.safetensors"
-        try:
-            got = load_file(str(path))
-            if np.array_equal(got["doc"], ids) and got["emb"].shape[0] == len(ids):
-                return got["emb"]
-        except (SafetensorError, OSError, KeyError, ValueError):
-            pass  # absent or unusable: recompute below
         tf = self.transformer
         embs = []
         with torch.inference_mode():
@@ -331,10 +367,16 @@ class SAEExplorer:
                 embs.append(sentence_embedding(tf.model, dict(enc)))
         emb = torch.cat(embs).float()
         try:
-            atomic_save_safetensors(path, {"doc": torch.from_numpy(ids), "emb": emb}, metadata={"store": self.store.name})
+            atomic_save_safetensors(self.run.file("features", "corpus_index.safetensors"), {"doc": torch.from_numpy(ids), "emb": emb},
+                                    metadata={"store": self.store.name})
         except OSError:
             pass  # a read-only atlas still steers, it just recomputes next time
         return emb.numpy()
+
+    @property
+    def needs_corpus_index(self) -> bool:
+        """Whether steering reports corpus neighbours (encoders) and their index is not stored yet."""
+        return not self.store.index.get("causal") and self.corpus_index(compute=False) is None
 
     def steer(self, text: str, alpha: float = 4.0, feature: int | None = None, text_a: str | None = None,
               text_b: str | None = None, k: int = 5) -> dict[str, Any]:
@@ -370,7 +412,7 @@ class SAEExplorer:
             e0 = sentence_embedding(tf.model, dict(enc))[0]
             with spliced(tf.model, self.store.index["layer"], add):
                 e1 = sentence_embedding(tf.model, dict(enc))[0]
-        ids, texts, sources, index = self._corpus_index()
+        ids, texts, sources, index = self.corpus_index()
         def near(e):
             sims = index @ e.numpy()
             order = np.argsort(-sims)[:k]

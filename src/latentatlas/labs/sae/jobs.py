@@ -7,6 +7,8 @@ everything in the atlas: ``activations/<name>/`` and ``runs/<name>/`` (kind ``sa
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from typing import Any
 
@@ -15,7 +17,7 @@ import numpy as np
 from ... import __version__
 from ..._progress import progress_bar
 from ...activations import ActivationStore, ShuffledBatches
-from ...atlas import Atlas, Run, now_iso
+from ...atlas import Atlas, Run, is_name, now_iso, writer_lock, writes_run
 from ...errors import LatentAtlasError
 from ...models import SAEConfig, build, config_from_dict
 from ...models.io import config_to_dict
@@ -64,9 +66,24 @@ def capture_store(
     module = resolve_layer(tf.model, layer)
     meta = {"name": name, "model": tf.spec, "model_info": tf.info, "causal": tf.causal, "layer_arg": str(layer),
             "created_at": now_iso(), "latentatlas": __version__}
-    return capture(tf.model, tf.tokenizer, corp, module, path, tokens=tokens, meta=meta, batch_size=batch_size,
-                   max_length=max_length, keep_special=keep_special, shard_tokens=shard_tokens,
-                   outlier_factor=outlier_factor, resume=resume, progress=progress, on_shard=on_shard)
+    existed = path.exists()
+    atlas.inside(atlas.activations_root, "the activations folder")
+    try:
+        with writer_lock(path, f"activation store '{name}'", atlas):
+            return capture(tf.model, tf.tokenizer, corp, module, path, tokens=tokens, meta=meta, batch_size=batch_size,
+                           max_length=max_length, keep_special=keep_special, shard_tokens=shard_tokens,
+                           outlier_factor=outlier_factor, resume=resume, progress=progress, on_shard=on_shard)
+    except BaseException:
+        # a capture that failed before its first shard leaves no store behind to block the name
+        index = path / "index.json"
+        if not existed and path.is_dir() and not path.is_symlink():
+            try:
+                committed = bool(json.loads(index.read_text()).get("shards")) if index.is_file() else False
+            except (OSError, ValueError):
+                committed = False
+            if not committed:
+                shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def _holdout(store: ActivationStore, requested: int | None) -> int:
@@ -125,16 +142,19 @@ def train_sae(
         if not name:
             raise LatentAtlasError("--resume needs --name to say which SAE run to continue")
         run = atlas.run(name)
-        cfg = run.config()
-        store = atlas.activations(cfg["data"]["name"])
-        train_cfg = TrainConfig.from_dict(cfg["train"])
-        if run.has_model and not run.has_checkpoint:
-            raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume")
-        torch.manual_seed(train_cfg.seed)
-        model = build(config_from_dict("sae", cfg["model"]))
-        _init(model, store, cfg["data"]["holdout_shards"], train_cfg.seed)
-        source = _batches(store, train_cfg.batch_size, train_cfg.seed, cfg["data"]["holdout_shards"])
-        return run, fit(model, source, run, train_cfg, resume=True, progress=progress, on_step=on_step)
+        with run.lock():
+            cfg = run.config()
+            data = sae_data(run, cfg)
+            store = atlas.activations(data["name"])
+            train_cfg = TrainConfig.from_dict(cfg.get("train"))
+            if run.has_model and not run.has_checkpoint:
+                raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume")
+            torch.manual_seed(train_cfg.seed)
+            model = build(config_from_dict("sae", cfg.get("model") or {}))
+            holdout = _holdout(store, data["holdout_shards"])
+            _init(model, store, holdout, train_cfg.seed)
+            source = _batches(store, train_cfg.batch_size, train_cfg.seed, holdout)
+            return run, fit(model, source, run, train_cfg, resume=True, progress=progress, on_step=on_step)
 
     from ...models.sae import ARCHS
 
@@ -175,14 +195,28 @@ def train_sae(
         "created_at": now_iso(),
     }
     run = atlas.create_run(name, config)
-    source = _batches(store, batch_size, seed, holdout)
     try:
-        result = fit(model, source, run, train_cfg, resume=False, progress=progress, on_step=on_step)
-    except LatentAtlasError:
+        with run.lock():
+            source = _batches(store, batch_size, seed, holdout)
+            result = fit(model, source, run, train_cfg, resume=False, progress=progress, on_step=on_step)
+    except BaseException:
         if not (run.has_checkpoint or run.has_model):
-            atlas.delete_run(name)
+            atlas.delete_run(name)  # nothing worth keeping; do not block the name
         raise
     return run, result
+
+
+def sae_data(run: Run, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``data`` section of an SAE run's config, checked (the config is untrusted): the store's name and
+    how many of its shards were held out."""
+    cfg = run.config() if cfg is None else cfg
+    data = cfg.get("data")
+    name = data.get("name") if isinstance(data, dict) else None
+    holdout = data.get("holdout_shards", 0) if isinstance(data, dict) else None
+    if not (isinstance(name, str) and is_name(name)) or isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
+        raise LatentAtlasError(f"run '{run.name}' config's data section should name its activation store and its held-out shards; "
+                               "the config is damaged")
+    return data
 
 
 def _batches(store: ActivationStore, batch_size: int, seed: int, holdout: int) -> ShuffledBatches:
@@ -205,6 +239,7 @@ def load_sae(run: Run):
     return run.load_model()
 
 
+@writes_run
 def evaluate_sae(
     run: Run,
     activations: str | None = None,
@@ -232,13 +267,14 @@ def evaluate_sae(
     cfg = run.config()
     model = load_sae(run)
     atlas = run.atlas
-    store_name = activations or cfg["data"]["name"]
+    data = sae_data(run, cfg)
+    store_name = activations or data["name"]
     store = atlas.activations(store_name)
     store.check_width(model.config.d_in, f"SAE '{run.name}'")
     notes = []
     shards = list(range(len(store.shards)))
-    if activations is None or activations == cfg["data"]["name"]:
-        h = cfg["data"].get("holdout_shards", 0)
+    if activations is None or activations == data["name"]:
+        h = data.get("holdout_shards", 0)
         if h:
             shards = shards[-h:]
         else:
@@ -288,10 +324,18 @@ def evaluate_sae(
         t1 = time.perf_counter()
         scan_features(run, model=model, tokens=feature_tokens, device=dev, seed=seed, progress=progress)
         report["timings_s"]["features"] = round(time.perf_counter() - t1, 3)
+        if downstream and not store.index.get("causal"):
+            # steering's neighbours: embedded here, so that the explorer never computes them in a request
+            t1 = time.perf_counter()
+            from .explore import SAEExplorer
+
+            SAEExplorer(run).corpus_index(compute=True)
+            report["timings_s"]["steering_index"] = round(time.perf_counter() - t1, 3)
     run.write_metrics(report)
     return report
 
 
+@writes_run
 def scan_features(run: Run, model=None, tokens: int = 200_000, device="cpu", seed: int = 0, progress: bool = False,
                   batch_size: int = 1024) -> dict[str, Any]:
     """The feature tables behind the explorer's feature pages, over the first ``tokens`` of the store
@@ -303,7 +347,7 @@ def scan_features(run: Run, model=None, tokens: int = 200_000, device="cpu", see
     cfg = run.config()
     model = model if model is not None else load_sae(run)
     model.to(device).eval()
-    store = run.atlas.activations(cfg["data"]["name"])
+    store = run.atlas.activations(sae_data(run, cfg)["name"])
     store.check_width(model.config.d_in, f"SAE '{run.name}'")
     scan = FeatureScan(model.config.d_sae, seed=seed)
 
@@ -407,11 +451,12 @@ def sweep_sae(
     config = {"name": name, "kind": "sae_sweep", "data": {"kind": "activations", "name": activations}, "arch": arch,
               "param": knob, "values": list(values), "members": [p["run"] for p in members], "created_at": now_iso()}
     sweep = atlas.run(name) if atlas.has_run(name) else atlas.create_run(name, config)
-    sweep.write_config(config)
-    fig_path = F.save(rate_distortion(members, title=f"{arch} SAEs on {activations}: sweep over {knob}"),
-                         sweep.figure_path("rate_distortion.png"))
-    report = {"run": name, "kind": "sae_sweep", "command": command or f"latentatlas sae sweep --activations {activations} --arch {arch}",
-              "created_at": now_iso(), "param": knob, "frontier": members, "figures": {"rate_distortion": str(fig_path)},
-              "headline": {}, "metrics": {}}
-    sweep.write_metrics(report)
+    with sweep.lock():
+        sweep.write_config(config)
+        fig_path = F.save(rate_distortion(members, title=f"{arch} SAEs on {activations}: sweep over {knob}"),
+                          sweep.figure_path("rate_distortion.png"))
+        report = {"run": name, "kind": "sae_sweep", "command": command or f"latentatlas sae sweep --activations {activations} --arch {arch}",
+                  "created_at": now_iso(), "param": knob, "frontier": members, "figures": {"rate_distortion": str(fig_path)},
+                  "headline": {}, "metrics": {}}
+        sweep.write_metrics(report)
     return report

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from ...errors import LatentAtlasError
 from ...server.cache import mtime
-from ...server.http import ApiError, get_run, run_kind
+from ...server.http import ApiError, get_run, jobs_of, json_response, run_kind
 from .explore import MAX_PROBE_CHARS, SAEExplorer
 
 router = APIRouter()
@@ -69,4 +69,15 @@ def steer(run: str, body: SteerBody, request: Request):
         raise ApiError(422, "steering needs 'feature', or both 'a' and 'b'")
     if body.feature is not None and not 0 <= body.feature < x.d_sae:
         raise ApiError(422, f"feature {body.feature} is out of range; this SAE has features 0..{x.d_sae - 1}")
+    if x.needs_corpus_index:
+        # the neighbours' index is `sae eval`'s to write; for a run evaluated before it was, build it in the
+        # background, never inside this request
+        def work() -> None:
+            with x.run.lock():
+                x.corpus_index(compute=True)
+
+        job = jobs_of(request).submit(("corpus_index", x.run.name, mtime(x.run.path / "model.safetensors")),
+                                      f"steering index of run '{x.run.name}'", work)
+        return json_response({"detail": f"building the steering index of run '{x.run.name}' (once); steer again when the job is done",
+                              "job": job.as_dict()}, status=202)
     return x.steer(body.text, alpha=body.alpha, feature=body.feature, text_a=body.a, text_b=body.b)

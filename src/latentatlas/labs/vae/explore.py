@@ -49,7 +49,7 @@ class VAEExplorer:
     def __init__(self, run: Run):
         self.run = run
         self._lock = threading.RLock()
-        self._model = self._data = self._latents = None
+        self._model = self._data = self._latents = self._inputs = None
 
     # -- lazily loaded pieces ----------------------------------------------------------------------
     @property
@@ -85,12 +85,29 @@ class VAEExplorer:
 
     @property
     def dataset(self):
-        from ...data import load_dataset
+        """The run's built-in dataset (sprites, digits). Data read from a path is never opened here: a
+        run's config is untrusted, and ``eval`` stored what the explorer shows of it in the run."""
+        from ...data import NAMES, load_dataset
 
         with self._lock:
             if self._data is None:
-                self._data = load_dataset(self.config["data"])
+                spec = self.config.get("data")
+                kind = spec.get("kind") if isinstance(spec, dict) else spec
+                if kind not in NAMES or (isinstance(spec, dict) and "path" in spec):
+                    raise NotFound(f"run '{self.run.name}' was trained on data read from a path, which the explorer does not open; "
+                                   f"re-run `latentatlas eval {self.run.name}` to store its evaluated inputs in the run")
+                self._data = load_dataset(spec)
             return self._data
+
+    @property
+    def inputs(self) -> np.ndarray | None:
+        with self._lock:
+            if self._inputs is None:
+                self._inputs = self.run.read_inputs()
+                if self._inputs is not None and len(self._inputs) != self.latents.n:
+                    raise LatentAtlasError(f"run '{self.run.name}' stores {len(self._inputs)} inputs for {self.latents.n} latents; "
+                                           f"re-run `latentatlas eval {self.run.name}`")
+            return self._inputs
 
     # -- checks ----------------------------------------------------------------------------------------
     def check_row(self, row: int, what: str = "row") -> int:
@@ -132,6 +149,9 @@ class VAEExplorer:
         }
 
     def factor_info(self, lat: Latents | None = None) -> list[dict[str, Any]]:
+        meta = self.run.read_latent_meta() if lat is not None else None
+        if meta is not None:
+            return meta["factors"]
         try:
             data = self.dataset
             names, sizes = getattr(data, "factor_names", ()), getattr(data, "factor_sizes", ())
@@ -214,6 +234,9 @@ class VAEExplorer:
         """The dataset sample behind latent-table row ``row``, as (C, H, W)."""
         lat = self.latents
         self.check_row(row)
+        stored = self.inputs
+        if stored is not None:
+            return stored[row].astype(np.float32) / 255.0
         index = int(lat.rows["index"].iloc[row])
         data = self.dataset
         if not 0 <= index < len(data):

@@ -18,7 +18,7 @@ import torch
 
 from ... import __version__
 from ..._progress import progress_bar
-from ...atlas import Atlas, Run, now_iso
+from ...atlas import Atlas, Run, now_iso, writes_run
 from ...data import load_dataset
 from ...errors import LatentAtlasError
 from ...models import VAE_KINDS, VAEConfig, build, config_from_dict
@@ -57,17 +57,8 @@ def train_run(
         if not name:
             raise LatentAtlasError("--resume needs --name to say which run to continue")
         run = atlas.run(name)
-        cfg = run.config()
-        train_cfg = TrainConfig.from_dict(cfg["train"])
-        if run.has_model and not run.has_checkpoint:
-            raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume "
-                                   "(train a new run with another --name to train longer)")
-        dataset = load_dataset(cfg["data"])
-        # Killed before its first checkpoint, a run restarts from step 0: the same seed gives the same start.
-        torch.manual_seed(train_cfg.seed)
-        model = build(config_from_dict(cfg["kind"], cfg["model"]))
-        result = fit(model, dataset, run, train_cfg, resume=True, progress=progress, on_step=on_step)
-        return run, result
+        with run.lock():
+            return run, _resume(run, progress, on_step)
 
     if kind not in VAE_KINDS:
         raise LatentAtlasError(f"model kind '{kind}' cannot be trained by this command; expected one of: {', '.join(VAE_KINDS)}")
@@ -102,12 +93,27 @@ def train_run(
         config["origin"] = origin
     run = atlas.create_run(name, config)
     try:
-        result = fit(model, dataset, run, train_cfg, resume=False, progress=progress, on_step=on_step)
-    except LatentAtlasError:
+        with run.lock():
+            result = fit(model, dataset, run, train_cfg, resume=False, progress=progress, on_step=on_step)
+    except BaseException:
         if not (run.has_checkpoint or run.has_model):
             atlas.delete_run(name)  # nothing worth keeping; do not block the name
         raise
     return run, result
+
+
+def _resume(run: Run, progress: bool, on_step) -> TrainResult:
+    """Continue ``run`` from its latest checkpoint with its stored settings (the caller holds its lock)."""
+    cfg = run.config()
+    train_cfg = TrainConfig.from_dict(cfg["train"])
+    if run.has_model and not run.has_checkpoint:
+        raise LatentAtlasError(f"run '{run.name}' already finished its {train_cfg.steps} steps; there is nothing to resume "
+                               "(train a new run with another --name to train longer)")
+    dataset = load_dataset(cfg["data"])
+    # Killed before its first checkpoint, a run restarts from step 0: the same seed gives the same start.
+    torch.manual_seed(train_cfg.seed)
+    model = build(config_from_dict(cfg["kind"], cfg["model"]))
+    return fit(model, dataset, run, train_cfg, resume=True, progress=progress, on_step=on_step)
 
 # BetaVAE and FactorVAE scores render and encode fresh batches; disentanglement_lib's sample sizes
 # (10,000 training votes of 64 pairs) mean ~2M encodes, minutes on a CPU. The default keeps their
@@ -171,6 +177,7 @@ def choose_sample(data, n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 7]).choice(total, size=n, replace=False))
 
 
+@writes_run
 def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[str] = ("pca",), full: bool = False,
                  progress: bool = True, command: str | None = None, figures: bool = True) -> dict[str, Any]:
     from ...analysis import disentanglement as dis
@@ -248,6 +255,20 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     if logvar is not None:
         arrays["logvar"] = logvar
     run.write_latents(arrays, rows)
+    # What the explorer shows of the data travels with the run: the factors' names and values, and, for
+    # data read from a path (not built in), the evaluated inputs themselves as uint8. The server never
+    # opens a path named in a run's config, and a run folder copied elsewhere opens there unchanged.
+    value_names = getattr(data, "factor_value_names", lambda: {})()
+    run.write_latent_meta({
+        "dataset": str(getattr(data, "name", "?")),
+        "factors": [{"name": str(n), "size": int(sz), "value_names": list(value_names[n]) if n in value_names else None}
+                    for n, sz in zip(getattr(data, "factor_names", ()), getattr(data, "factor_sizes", ()))],
+        "classes": [str(c) for c in (getattr(data, "spec", None) or {}).get("classes", [])] or None,
+    })
+    if isinstance(cfg.get("data"), dict) and "path" in cfg["data"]:
+        x_eval = np.concatenate([np.asarray(data.get(idx[a : a + 1024])) for a in range(0, len(idx), 1024)])
+        if x_eval.ndim == 4:
+            run.write_inputs(np.round(np.clip(x_eval, 0.0, 1.0) * 255).astype(np.uint8))
 
     coords: dict[str, np.ndarray] = {}
     for method in projections if mu.shape[1] >= 2 else ():

@@ -17,6 +17,7 @@ from ...server.http import (
     ApiError,
     float32_response,
     get_run,
+    jobs_of,
     json_response,
     png_response,
 )
@@ -64,9 +65,11 @@ def run_latents_meta(run: str, request: Request):
     return json_response(explorer(request, run).table_meta())
 
 
-@router.get("/api/runs/{run}/latents/column/{name}.bin", summary="One per-row column as little-endian float32 (N)",
+@router.get("/api/runs/{run}/latents/column.bin", summary="One per-row column (?name=…) as little-endian float32 (N)",
             response_class=Response)
-def run_latents_column(run: str, name: str, request: Request):
+def run_latents_column(run: str, request: Request, name: str = Query(..., max_length=1000, description="the column's name, as in latents/meta")):
+    # a query parameter, not a path segment: column names come from the data and may hold '/'
+
     return float32_response(explorer(request, run).column(name))
 
 
@@ -79,9 +82,29 @@ def run_mu(run: str, request: Request):
             response_class=Response)
 def run_projection(run: str, method: str, request: Request):
     x = explorer(request, run)
-    # one lock per run and method: concurrent first requests compute the projection once
-    with request.app.state.cache.key_lock(("projection", x.run.name, method)):
-        return float32_response(x.projection(method))
+    coords = x.projection(method, compute=False)
+    if coords is None:
+        url = f"/api/runs/{x.run.name}/projection/{method}"
+        raise ApiError(404, f"the {method} projection of run '{x.run.name}' is not computed yet; POST {url} to compute it "
+                       f"(or run `latentatlas eval {x.run.name} --projections {method}`)", compute=url)
+    return float32_response(coords)
+
+
+@router.post("/api/runs/{run}/projection/{method}", summary="Compute a projection in the background (202 and a job to poll)")
+def run_projection_compute(run: str, method: str, request: Request):
+    x = explorer(request, run)
+    if x.projection(method, compute=False) is not None:
+        return json_response({"state": "done", "job": None})
+    if x.latents.dim < 2:
+        raise ApiError(422, f"run '{x.run.name}' has a {x.latents.dim}-dimensional latent; a 2-D projection needs at least 2.")
+
+    def work() -> None:
+        with x.run.lock():  # the run's one writer meanwhile
+            x.projection(method, compute=True)
+
+    job = jobs_of(request).submit(("projection", x.run.name, method, mtime(x.run.path / "latents" / "eval.safetensors")),
+                                  f"{method} projection of run '{x.run.name}'", work)
+    return json_response({"state": job.state, "job": job.as_dict()}, status=202)
 
 
 @router.get("/api/runs/{run}/input/{row}.png", summary="The dataset image behind a latent-table row", response_class=Response)

@@ -3,11 +3,40 @@ const enc = encodeURIComponent;
 
 async function check(res) {
   if (!res.ok) {
-    let detail = `${res.status} ${res.statusText}`;
-    try { detail = (await res.json()).detail || detail; } catch (_) { /* not JSON */ }
-    throw new Error(detail);
+    let detail = `${res.status} ${res.statusText}`, body = null;
+    try { body = await res.json(); detail = body.detail || detail; } catch (_) { /* not JSON */ }
+    const err = new Error(detail);
+    err.status = res.status;
+    err.body = body;
+    throw err;
   }
   return res;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Wait for a background job (GET /api/jobs/{id}) to finish; onWait(job) is called on each poll.
+export async function waitFor(job, onWait) {
+  while (job && (job.state === "queued" || job.state === "running")) {
+    if (onWait) onWait(job);
+    await sleep(400);
+    job = await json(`/api/jobs/${enc(job.id)}`);
+  }
+  if (job && job.state === "failed") throw new Error(job.error || `${job.what} failed`);
+  return job;
+}
+
+// A binary array that the server computes on demand: on a 404 that names a `compute` URL, POST it (a
+// background job), wait for the job, then fetch the array.
+export async function computed(path, onWait) {
+  try {
+    return await floats(path);
+  } catch (err) {
+    if (err.status !== 404 || !err.body || !err.body.compute) throw err;
+    const started = await json(err.body.compute, { method: "POST" });
+    await waitFor(started.job, onWait);
+    return floats(path);
+  }
 }
 
 export async function json(path, init) {

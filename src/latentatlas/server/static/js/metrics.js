@@ -14,7 +14,7 @@ export async function metricsView(ctx, lab) {
   if (lab.metricsView && (await lab.metricsView(ctx, m, view))) return;
   const history = await api.json(`${api.runPath(ctx.run)}/history`);
   const rows = Object.entries(m.metrics).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v.value, 4)}</td>
-    <td class="num">${v.ci_low === null ? "–" : `[${fmt(v.ci_low, 4)}, ${fmt(v.ci_high, 4)}]`}</td><td class="num">${v.n ?? ""}</td></tr>`).join("");
+    <td class="num">${v.ci_low === null ? "–" : `[${fmt(v.ci_low, 4)}, ${fmt(v.ci_high, 4)}]`}</td><td class="num">${esc(v.n ?? "")}</td></tr>`).join("");
   const what = lab.metricsSubject ? lab.metricsSubject(m) : `${m.n} samples`;
   view.innerHTML = `<h2>Metrics · ${esc(ctx.run)} · ${esc(what)}</h2>
     <div class="grid2"><div class="card"><table id="metrics-table"><thead><tr><th>metric</th><th class="num">value</th><th class="num">95% CI</th><th class="num">n</th></tr></thead>

@@ -8,7 +8,7 @@ export async function runsView(firstView) {
   const keys = ["mig", "dci_disentanglement", "factor_vae", "active_units", "recon_error", "l0", "fvu", "embedding_cosine", "ce_loss_recovered"]
     .filter((k) => runs.some((r) => k in (r.metrics || {})));
   const rows = runs.map((r) => `<tr class="clickable" data-run="${esc(r.name)}" data-kind="${esc(r.kind)}"><td>${esc(r.name)}</td><td>${esc(r.kind)}</td>
-    <td>${esc(r.data)}</td><td class="num">${r.steps ?? ""}</td><td>${esc((r.created_at || "").replace("T", " ").slice(0, 16))}</td>
+    <td>${esc(r.data)}</td><td class="num">${esc(r.steps ?? "")}</td><td>${esc((r.created_at || "").replace("T", " ").slice(0, 16))}</td>
     ${keys.map((k) => `<td class="num">${fmt((r.metrics || {})[k])}</td>`).join("")}</tr>`).join("");
   $("runs-view").innerHTML = `<h2>Runs</h2>${runs.length ? `<table id="runs-table"><thead><tr><th>run</th><th>kind</th><th>data</th>
     <th class="num">steps</th><th>created</th>${keys.map((k) => `<th class="num">${esc(k)}</th>`).join("")}</tr></thead><tbody>${rows}</tbody></table>`

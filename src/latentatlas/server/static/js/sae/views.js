@@ -159,7 +159,12 @@ export async function steerView(ctx) {
   });
   if (!(feat !== "" || (a && b))) { $("steer-out").innerHTML = `<p class="muted">Pick a feature (or two texts) and press steer.</p>`; return; }
   const body = { text, alpha, ...(mode === "feature" ? { feature: Number(feat) } : { a, b }) };
-  const res = await post(ctx.run, "steer", body);
+  let res = await post(ctx.run, "steer", body);
+  if (res.job) {
+    // the run was evaluated before its steering index was stored: the server builds it once, in the background
+    await api.waitFor(res.job, (job) => { $("steer-out").innerHTML = `<p class="muted">${esc(res.detail)} (${Math.round(job.seconds)} s)</p>`; });
+    res = await post(ctx.run, "steer", body);
+  }
   const list = (xs) => xs.map((d) => `<li><span class="act">${fmt(d.cos, 3)}</span> <code>${esc(d.source)}</code> ${esc(d.text.slice(0, 140))}</li>`).join("");
   const next = (xs) => xs.map((d) => `<li><span class="act">${(100 * d.p).toFixed(1)}%</span> <code>${esc(d.token)}</code></li>`).join("");
   $("steer-out").innerHTML = res.kind === "embedding"

@@ -69,7 +69,7 @@ export const metricsSubject = (m) => `${m.n} samples`;
 export async function charts(ctx, m, history, Plotly) {
   if (m.kl_per_dim) {
     const order = m.dims_by_kl;
-    Plotly.newPlot("kl-chart", [{ type: "bar", x: order.map((d) => `z${d}`), y: order.map((d) => m.kl_per_dim[d]), marker: { color: "#2f6690" } }],
+    Plotly.newPlot("kl-chart", [{ type: "bar", x: order.map((d) => `z${Number(d)}`), y: order.map((d) => m.kl_per_dim[d]), marker: { color: "#2f6690" } }],
       { title: { text: "KL per dim (nats)", font: { size: 13 } }, margin: { l: 40, r: 10, t: 36, b: 30 }, font: FONT }, PLOT_CONFIG);
   }
   const keys = ["loss", "recon", "kl", "tc"].filter((k) => history.some((r) => k in r));

@@ -3,6 +3,7 @@
 import * as api from "../api.js";
 import * as state from "../state.js";
 import { Scatter, viridis } from "../scatter.js";
+import { esc } from "../util.js";
 
 const PALETTE = ["#2f6690", "#d1495b", "#edae49", "#00798c", "#7b5ea7", "#66a182", "#8d96a3", "#e07a5f", "#3d405b", "#81b29a", "#f2cc8f", "#9c6644"];
 let current = { run: null, proj: null, coords: null, color: undefined };
@@ -27,7 +28,7 @@ function distinctUpTo(values, most) {
 
 async function colorValues(run, name, latents, ctx) {
   if (name && latents.columns.includes(name)) {
-    if (!(name in latents.values)) latents.values[name] = (await api.floats(`${api.runPath(run)}/latents/column/${encodeURIComponent(name)}.bin`)).data;
+    if (!(name in latents.values)) latents.values[name] = (await api.floats(`${api.runPath(run)}/latents/column.bin?name=${encodeURIComponent(name)}`)).data;
     return latents.values[name];
   }
   const m = /^z(\d+)$/.exec(name || "");
@@ -71,10 +72,11 @@ export async function draw(ctx) {
   const status = document.getElementById("map-status");
   const colorName = state.get("color") || ctx.defaultColor;
   const fresh = current.run !== run || current.proj !== proj;
-  if (fresh) status.textContent = proj === "pca" ? "" : `computing ${proj} (once; then cached in the atlas)…`;
-  // the projection and the colour column load in parallel
+  // the projection and the colour column load in parallel; a projection eval did not store is computed
+  // by a background job on the server (once; then it is kept in the atlas) while the status line counts
+  const waiting = (job) => { status.textContent = `computing ${proj} (once; then kept in the atlas)… ${Math.round(job.seconds)} s`; };
   const [coords, values] = await Promise.all([
-    fresh ? api.floats(`${api.runPath(run)}/projection/${proj}.bin`) : Promise.resolve(current.coords),
+    fresh ? api.computed(`${api.runPath(run)}/projection/${encodeURIComponent(proj)}.bin`, waiting) : Promise.resolve(current.coords),
     colorValues(run, colorName, latents, ctx),
   ]);
   const sp = scatter(ctx);
@@ -93,12 +95,18 @@ export async function draw(ctx) {
     if (distinct.length) {
       const names = (info.factors || []).find((f) => f.name === colorName)?.value_names || null;
       sp.setColors(values, { categorical: distinct, palette: PALETTE });
-      legend.innerHTML = distinct.map((v, i) => `<span><i style="background:${PALETTE[i % PALETTE.length]}"></i>${names ? names[v] : v}</span>`).join("");
+      // names come from the run's files: into the page as text, never as markup
+      legend.replaceChildren(...distinct.map((v, i) => {
+        const item = document.createElement("span"), swatch = document.createElement("i");
+        swatch.style.background = PALETTE[i % PALETTE.length];
+        item.append(swatch, document.createTextNode(String(names && names[v] !== undefined ? names[v] : v)));
+        return item;
+      }));
     } else if (values) {
       sp.setColors(values);
       const stops = [0, 0.25, 0.5, 0.75, 1].map((t) => `rgb(${viridis(t).join(",")}) ${100 * t}%`).join(",");
       const [lo, hi] = sp.range;
-      legend.innerHTML = `<span class="scale">${colorName} <b>${fmt(lo)}</b><em style="background:linear-gradient(90deg,${stops})"></em><b>${fmt(hi)}</b></span>`;
+      legend.innerHTML = `<span class="scale">${esc(colorName)} <b>${fmt(lo)}</b><em style="background:linear-gradient(90deg,${stops})"></em><b>${fmt(hi)}</b></span>`;
     } else {
       sp.setColors(null);
       legend.innerHTML = "";

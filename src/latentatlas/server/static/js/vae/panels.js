@@ -11,19 +11,19 @@ export async function inspect(ctx) {
   const rec = await api.json(`${api.runPath(ctx.run)}/inspect/${sel}`);
   const lo = ctx.info.traversal ? Math.min(...ctx.info.traversal.lo) : -3, hi = ctx.info.traversal ? Math.max(...ctx.info.traversal.hi) : 3;
   const pos = (v) => `${(100 * (Math.max(lo, Math.min(hi, v)) - lo) / (hi - lo || 1)).toFixed(1)}%`;
-  const order = ctx.info.dims_by_kl || rec.mu.map((_, i) => i);
+  const order = (ctx.info.dims_by_kl || rec.mu.map((_, i) => i)).map(Number);
   const rows = order.map((d) => {
     const m = rec.mu[d], s = rec.sigma ? rec.sigma[d] : 0;
     return `<tr><td>z${d}</td><td class="num">${fmt(m)}</td><td class="num">${rec.sigma ? fmt(s) : "–"}</td>
       <td class="bar-cell"><div class="track"></div><div class="sig" style="left:calc(${pos(m - s)});width:calc(${pos(m + s)} - ${pos(m - s)})"></div>
       <div class="mu" style="left:${pos(m)}"></div></td></tr>`;
   }).join("");
-  const facts = Object.entries(rec.factors).map(([k, v]) => `${esc(k)} ${v}`).join(" · ");
+  const facts = Object.entries(rec.factors).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(" · ");
   panel.innerHTML = `<h2>Inspector · row ${sel}</h2>
     <div class="pair">
       <figure><img id="inspect-input" class="pix" src="${api.inputPng(ctx.run, sel)}" alt="input"><figcaption>input</figcaption></figure>
       <figure><img id="inspect-recon" class="pix" src="${api.reconPng(ctx.run, sel)}" alt="reconstruction"><figcaption>reconstruction</figcaption></figure>
-      <div class="muted" style="font-size:12px">dataset index ${rec.index}<br>${facts || ""}${rec.label !== null ? `<br>label ${rec.label}` : ""}
+      <div class="muted" style="font-size:12px">dataset index ${rec.index}<br>${facts || ""}${rec.label !== null ? `<br>label ${esc(rec.label)}` : ""}
         <br>recon. error ${fmt(rec.recon_error, 4)}</div>
     </div>
     <h3>latent mean ± σ (dims by KL)</h3>
@@ -42,7 +42,7 @@ export async function traverse(ctx) {
   else base = ctx.info.traversal ? ctx.info.traversal.lo.map((l, i) => (l + ctx.info.traversal.hi[i]) / 2) : new Array(dim).fill(0);
   traverseBase = base.slice();
   const dirs = await api.json(`${api.runPath(ctx.run)}/directions?k=${Math.min(5, dim)}`).catch(() => null);
-  const order = ctx.info.dims_by_kl || base.map((_, i) => i);
+  const order = (ctx.info.dims_by_kl || base.map((_, i) => i)).map(Number);
   const t = ctx.info.traversal || { lo: base.map(() => -3), hi: base.map(() => 3) };
   const stored = Object.fromEntries((state.get("t") || "").split(";").filter(Boolean).map((p) => p.split(":").map(Number)));
   const dimRows = order.map((d) => {

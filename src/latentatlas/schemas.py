@@ -1,0 +1,285 @@
+"""Schemas of the atlas's own JSON files, which are untrusted input: a shared run folder may be hostile, a
+disk may truncate, a hand edit may go wrong. Each file is parsed by ``_io.read_json`` (size, encoding,
+nesting, digit limits) and then validated here, at the edge, before any code uses a value from it:
+types, ranges that fit in memory, names that cannot leave the atlas, and the consistency between fields
+(a checkpoint's step and folder, a store's shard offsets).
+
+``validate(model, data, what, path)`` turns pydantic's report into one sentence naming the file and the
+first field that is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator, model_validator
+
+from .errors import LatentAtlasError
+from .limits import MAX_BATCH, MAX_SEED, MAX_STEPS, MAX_TOKENS, MAX_WIDTH
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+KIND = r"^[a-z][a-z0-9_]{0,63}$"
+SHARD_FILE = r"^shard-[0-9]{5,9}\.safetensors$"
+Number = float | None  # JSON numbers; NaN and ±inf are allowed where an estimate may have none
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Open(BaseModel):
+    """Fields used by the code are typed; other keys (lab-specific report fields) are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+def validate(model: type[T], data: Any, what: str, path: Any) -> T:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "the top level"
+        msg = str(err.get("msg", "is invalid")).rstrip(".").removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            msg = "is not a field latentatlas writes there"
+        raise LatentAtlasError(f"{what} '{path}' is invalid at {where}: {msg[0].lower() + msg[1:]}") from None
+
+
+# -- runs/<run>/config.json ----------------------------------------------------------------------------
+class TrainSection(_Strict):
+    """``TrainConfig`` as a run records it (trainer.py re-checks the ranges when it builds one)."""
+
+    steps: StrictInt = Field(ge=1, le=MAX_STEPS)
+    batch_size: StrictInt = Field(ge=1, le=MAX_BATCH)
+    lr: float = Field(gt=0, allow_inf_nan=False)
+    seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
+    checkpoint_every: StrictInt = Field(500, ge=1, le=MAX_STEPS)
+    log_every: StrictInt = Field(50, ge=1, le=MAX_STEPS)
+    device: StrictStr = Field("auto", max_length=16)
+    grad_clip: float | None = Field(None, ge=0, allow_inf_nan=False)
+    adam_betas: list[float] = Field([0.9, 0.999], min_length=2, max_length=2)
+    lr_warmup: StrictInt = Field(0, ge=0, le=MAX_STEPS)
+    lr_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    @field_validator("lr", "grad_clip", "lr_decay", mode="before")
+    @classmethod
+    def _number(cls, v):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError("should be a number")
+        return v
+
+
+class RunConfig(_Strict):
+    name: StrictStr = Field(pattern=NAME)
+    kind: StrictStr = Field(pattern=KIND)
+    created_at: StrictStr = Field("", max_length=64)
+    model: dict[str, Any] | None = None
+    train: TrainSection | None = None
+    data: dict[str, Any] | StrictStr | None = None
+    versions: dict[str, StrictStr] | None = None
+    origin: StrictStr | None = Field(None, max_length=64)
+    # an SAE sweep's own run
+    arch: StrictStr | None = Field(None, max_length=64)
+    param: StrictStr | None = Field(None, max_length=64)
+    values: list[float] | None = Field(None, max_length=1000)
+    members: list[StrictStr] | None = Field(None, max_length=1000)
+
+    @field_validator("members")
+    @classmethod
+    def _member_names(cls, v):
+        for m in v or ():
+            if not re.match(NAME, m):
+                raise ValueError(f"member '{m[:60]}' is not a run name")
+        return v
+
+
+# -- runs/<run>/checkpoint/latest.json and step-N/meta.json -------------------------------------------------
+class CheckpointPointer(_Strict):
+    step: StrictInt = Field(ge=1, le=MAX_STEPS)
+    folder: StrictStr
+
+    @model_validator(mode="after")
+    def _folder_is_the_step(self):
+        if self.folder != f"step-{self.step:09d}":
+            raise ValueError(f"folder '{self.folder[:60]}' is not the folder of step {self.step} (step-{self.step:09d})")
+        return self
+
+
+class OptimizerMeta(_Strict):
+    param_groups: list[dict[str, Any]] = Field(max_length=64)
+    scalars: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class CheckpointMeta(_Strict):
+    step: StrictInt = Field(ge=1, le=MAX_STEPS)
+    optimizer: OptimizerMeta
+    train: dict[str, Any]
+
+
+# -- runs/<run>/metrics.json --------------------------------------------------------------------------------
+class MetricEntry(_Open):
+    value: Number = None
+    ci_low: Number = None
+    ci_high: Number = None
+    n: StrictInt | None = Field(None, ge=0)
+    details: dict[str, Any] | None = None
+
+    model_config = ConfigDict(extra="allow", strict=False)  # numbers may be ints or floats
+
+    @field_validator("value", "ci_low", "ci_high", mode="before")
+    @classmethod
+    def _number(cls, v):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError("should be a number")
+        return v
+
+
+class FrontierPoint(_Open):
+    run: StrictStr = Field(pattern=NAME)
+    label: StrictStr = Field(max_length=200)
+    l0: float
+    fvu: float
+    rate_bits: float
+    dead_fraction: float
+    model_config = ConfigDict(extra="allow", strict=False)
+
+
+class DensityHistogram(_Open):
+    counts: list[StrictInt] = Field(max_length=10_000)
+    log10_density_edges: list[float] = Field(max_length=10_001)
+    dead: StrictInt = Field(ge=0)
+    model_config = ConfigDict(extra="allow", strict=False)
+
+
+class MetricsReport(_Open):
+    run: StrictStr | None = None
+    kind: StrictStr | None = None
+    n: StrictInt | None = Field(None, ge=0)
+    metrics: dict[str, MetricEntry] = Field(default_factory=dict, max_length=10_000)
+    headline: dict[str, Number] = Field(default_factory=dict)
+    notes: list[StrictStr] = Field(default_factory=list, max_length=1000)
+    dims_by_kl: list[StrictInt] | None = Field(None, max_length=MAX_WIDTH)
+    kl_per_dim: list[Number] | None = Field(None, max_length=MAX_WIDTH)
+    frontier: list[FrontierPoint] | None = Field(None, max_length=1000)
+    density_histogram: DensityHistogram | None = None
+    model_config = ConfigDict(extra="allow", strict=False)
+
+    @field_validator("metrics", "headline")
+    @classmethod
+    def _names(cls, v):
+        for k in v:
+            if len(k) > 200:
+                raise ValueError("a metric name is longer than 200 characters")
+        return v
+
+    @field_validator("headline", mode="before")
+    @classmethod
+    def _headline_numbers(cls, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
+                    raise ValueError(f"headline '{str(k)[:60]}' should be a number")
+        return v
+
+    @model_validator(mode="after")
+    def _dims(self):
+        if self.dims_by_kl is not None and sorted(self.dims_by_kl) != list(range(len(self.dims_by_kl))):
+            raise ValueError("dims_by_kl should be an ordering of the latent dims 0..D-1")
+        return self
+
+
+# -- runs/<run>/latents/<name>.json ----------------------------------------------------------------------------
+class FactorInfo(_Strict):
+    name: StrictStr = Field(max_length=200)
+    size: StrictInt = Field(ge=1, le=1 << 31)
+    value_names: list[StrictStr] | None = Field(None, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _one_name_per_value(self):
+        if self.value_names is not None and len(self.value_names) != self.size:
+            raise ValueError(f"factor '{self.name[:60]}' has {len(self.value_names)} value names for {self.size} values")
+        return self
+
+
+class LatentMeta(_Strict):
+    dataset: StrictStr = Field(max_length=500)
+    factors: list[FactorInfo] = Field(default_factory=list, max_length=1000)
+    classes: list[StrictStr] | None = Field(None, max_length=100_000)
+
+
+# -- activations/<name>/index.json --------------------------------------------------------------------------
+class ShardEntry(_Strict):
+    file: StrictStr = Field(pattern=SHARD_FILE)
+    rows: StrictInt = Field(ge=1, le=1 << 31)
+    bytes: StrictInt = Field(ge=8, le=1 << 44)
+    hash: StrictStr = Field(pattern=r"^[0-9a-f]{32}$")
+    first_row: StrictInt = Field(ge=0, le=MAX_TOKENS)
+    first_doc: StrictInt = Field(ge=0, le=MAX_TOKENS)
+    docs: StrictInt = Field(ge=0, le=MAX_TOKENS)
+
+
+class StoreIndex(_Open):
+    format: Literal[1]
+    d: StrictInt = Field(ge=1, le=MAX_WIDTH)
+    dtype: Literal["float32"] = "float32"
+    shards: list[ShardEntry] = Field(max_length=1_000_000)
+    complete: StrictBool = False
+    docs_done: StrictInt = Field(0, ge=0, le=MAX_TOKENS)
+    layer: StrictStr = Field(max_length=500)
+    model: dict[str, Any] | None = None
+    causal: StrictBool | None = None
+    max_length: StrictInt | None = Field(None, ge=2, le=1 << 20)
+    prepend_bos: StrictBool | None = None
+    keep_special: StrictBool | None = None
+    norm: dict[str, Any] | None = None
+    tokens: StrictInt | None = Field(None, ge=0, le=MAX_TOKENS)
+
+    @field_validator("model")
+    @classmethod
+    def _model_spec(cls, v):
+        if v is None:
+            return v
+        keys = set(v) & {"name", "path", "hub"}
+        if len(keys) != 1 or not isinstance(v[next(iter(keys))], str) or len(v[next(iter(keys))]) > 1000:
+            raise ValueError("should name the model by exactly one of 'name', 'path' or 'hub'")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        row = doc = 0
+        names = set()
+        for i, s in enumerate(self.shards):
+            if s.first_row != row:
+                raise ValueError(f"shard {i} starts at row {s.first_row}, but the shards before it hold {row} rows")
+            if s.first_doc != doc:
+                raise ValueError(f"shard {i} starts at document {s.first_doc}, but the shards before it hold {doc}")
+            if s.file in names:
+                raise ValueError(f"shard file '{s.file}' is listed twice")
+            payload = s.rows * self.d * 4
+            if not payload + 8 < s.bytes <= payload + (1 << 20):
+                raise ValueError(f"shard {i} claims {s.bytes:,} bytes for {s.rows:,} × {self.d} float32 values")
+            names.add(s.file)
+            row += s.rows
+            doc += s.docs
+        if self.tokens is not None and self.complete and self.tokens != row:
+            raise ValueError(f"tokens is {self.tokens}, but the shards hold {row} rows")
+        return self
+
+
+# -- runs/<run>/features/features.json and projections/<key>.json ----------------------------------------------
+class FeaturesMeta(_Strict):
+    activations: StrictStr = Field(pattern=NAME)
+    n_tokens: StrictInt = Field(ge=0, le=MAX_TOKENS)
+    k: StrictInt = Field(ge=1, le=10_000)
+    bins: StrictInt = Field(ge=1, le=10_000)
+    created_at: StrictStr = Field("", max_length=64)
+
+
+class ProjectionMeta(_Open):
+    method: StrictStr = Field(max_length=32)
+    n: StrictInt | None = Field(None, ge=0, le=MAX_TOKENS)
+    model_config = ConfigDict(extra="allow", strict=False)
