@@ -41,7 +41,7 @@ def test_bad_layer_names_are_one_sentence(tiny):
     tf = load_transformer(tiny["bert"])
     with pytest.raises(LatentAtlasError, match="out of range: BertModel has 2 blocks"):
         resolve_layer(tf.model, 5)
-    with pytest.raises(LatentAtlasError, match="module 'encoder.layer.9' is not in BertModel"):
+    with pytest.raises(LatentAtlasError, match="--layer 'encoder.layer.9' is neither a block number nor a module of BertModel"):
         resolve_layer(tf.model, "encoder.layer.9")
     with pytest.raises(LatentAtlasError, match="does not exist"):
         load_transformer("./no/such/model/folder")
@@ -148,7 +148,7 @@ def test_damaged_or_missing_shard_is_named_and_left_alone(tiny, tmp_path):
     with pytest.raises(LatentAtlasError, match=r"shard '.*shard-00001.safetensors' listed in the store's index.json is missing"):
         store.rows(np.array([store.shards[1].first_row]))
     (store.path / "index.json").write_text("{not json")
-    with pytest.raises(LatentAtlasError, match="index .* is corrupt"):
+    with pytest.raises(LatentAtlasError, match="index .* is not valid JSON.*corrupt"):
         ActivationStore(store.path)
 
 

@@ -443,18 +443,38 @@ def test_resume_of_a_finished_run_is_refused_and_changes_nothing(world, tmp_path
     assert {p.name: p.read_bytes() for p in dest.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_resume_before_the_first_checkpoint_matches_an_uninterrupted_run(world, tmp_path, capsys):
     # README: "A run killed at any point continues with --resume --name NAME and ends with the same
-    # weights as an uninterrupted run". A kill before the first checkpoint leaves nothing to load.
+    # weights as an uninterrupted run". A SIGKILL before the first checkpoint leaves only the config.
+    import signal
+    import time
+
     atlas = tmp_path / "atlas"
-    code, _, err = cli(["train", "vae", "--data", world["npz"], "--steps", "8", "--atlas", atlas, "--name", "whole",
-                        *SMALL], capsys)
+    args = ["train", "vae", "--data", world["npz"], "--steps", "1500", "--checkpoint-every", "100000", "--atlas", atlas, *SMALL]
+    code, _, err = cli([*args, "--name", "whole"], capsys)
     assert code == 0, err
-    _train_until_killed(world["npz"], atlas, "early", 3, steps=8, batch_size=16)
-    assert not (atlas / "runs" / "early" / "checkpoint").exists()
+    proc = subprocess.Popen([sys.executable, "-m", "latentatlas.cli", *map(str, args), "--name", "early"], stderr=subprocess.PIPE)
+    config = atlas / "runs" / "early" / "config.json"
+    deadline = time.time() + 120
+    while not config.is_file():
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (atlas / "runs" / "early" / "checkpoint").exists() and not (atlas / "runs" / "early" / "model.safetensors").exists()
     code, _, err = cli(["train", "vae", "--resume", "--name", "early", "--atlas", atlas, "--quiet"], capsys)
     assert code == 0, err
     assert _same_weights(_weights(atlas / "runs" / "early"), _weights(atlas / "runs" / "whole"))
+
+
+def test_a_train_that_fails_before_its_first_checkpoint_leaves_nothing(world, tmp_path, capsys):
+    """An error (not a kill) before the first checkpoint removes the run, so the name is free again."""
+    atlas = tmp_path / "atlas"
+    _train_until_killed(world["npz"], atlas, "early", 3, steps=8, batch_size=16)
+    assert not (atlas / "runs" / "early").exists()
+    code, _, err = cli(["train", "vae", "--data", world["npz"], "--steps", "8", "--atlas", atlas, "--name", "early", *SMALL], capsys)
+    assert code == 0, err
 
 
 # -- demo ---------------------------------------------------------------------------------------------

@@ -6,7 +6,27 @@ from __future__ import annotations
 
 import typer
 
-AtlasOpt = typer.Option(None, "--atlas", help="Atlas folder (default: $LATENTATLAS_ATLAS or ./atlas).")
+def _atlas_option(value):
+    """``--atlas ''`` would fall back to ./atlas without a word, and a file is no atlas."""
+    if value is None:
+        return value
+    if not value.strip():
+        raise typer.BadParameter("is empty; expected an atlas folder")
+    from pathlib import Path
+
+    if Path(value).expanduser().exists() and not Path(value).expanduser().is_dir():
+        raise typer.BadParameter(f"'{value}' is a file; expected an atlas folder")
+    return value
+
+
+def nonempty(value):
+    """An option that names something (``--name``, ``--activations``) may be left out, never given empty."""
+    if value is not None and not str(value).strip():
+        raise typer.BadParameter("is empty; leave the option out for the default, or give a value")
+    return value
+
+
+AtlasOpt = typer.Option(None, "--atlas", callback=_atlas_option, help="Atlas folder (default: $LATENTATLAS_ATLAS or ./atlas).")
 
 ARGV: list[str] = []  # the arguments of this invocation, set by cli.main
 

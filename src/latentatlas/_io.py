@@ -66,7 +66,7 @@ def read_json(path: str | os.PathLike, what: str, max_bytes: int = 64 << 20) -> 
     except RecursionError:
         raise LatentAtlasError(f"{what} '{path}' is nested too deeply to be one latentatlas wrote") from None
     except ValueError as exc:  # JSONDecodeError, and ints beyond Python's digit limit
-        raise LatentAtlasError(f"{what} '{path}' is not valid JSON ({str(exc).splitlines()[0][:120]}); the file is truncated or corrupt") from None
+        raise LatentAtlasError(f"{what} '{path}' is not valid JSON ({str(exc).splitlines()[0][:120]}); the file is truncated or corrupt") from exc
 
 
 def to_plain(obj: Any, nonfinite_as_none: bool = False) -> Any:

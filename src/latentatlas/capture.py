@@ -9,6 +9,7 @@ whatever the corpus size, and a killed capture resumes from its last shard.
 
 from __future__ import annotations
 
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,8 +116,18 @@ def capture(
     device = next(model.parameters()).device
     if prepend_bos is None:
         prepend_bos = bool(getattr(tokenizer, "bos_token", None)) and tokenizer("a")["input_ids"][:1] != [tokenizer.bos_token_id]
-    probe = tokenizer(["probe"], return_tensors="pt")
-    d = int(run_to(model, layer, {k: v.to(device) for k, v in probe.items()}).shape[-1])
+    probe = tokenizer(["probe the layer"], return_tensors="pt")
+    out = run_to(model, layer, {k: v.to(device) for k, v in probe.items()})
+    if out.ndim != 3 or tuple(out.shape[:2]) != tuple(probe["input_ids"].shape):
+        raise LatentAtlasError(f"module '{layer}' gives an output of shape {tuple(out.shape)}, not one vector per token "
+                               f"(batch, {probe['input_ids'].shape[1]} tokens, width); pick a layer inside the model's blocks")
+    d = int(out.shape[-1])
+    free = shutil.disk_usage(Path(path).parent if Path(path).parent.exists() else Path(path).anchor or "/").free
+    need = tokens * d * 4
+    if need > free:
+        from .limits import fmt_bytes
+
+        raise LatentAtlasError(f"--tokens {tokens:,} at width {d} needs {fmt_bytes(need)} of disk; the atlas's disk has {fmt_bytes(free)} free")
     info = {"d": d, "layer": layer, **(meta or {}), "corpus": corpus.spec, "keep_special": keep_special, "prepend_bos": prepend_bos,
             "max_length": max_length, "target_tokens": tokens, "outlier_factor": outlier_factor}
     writer = StoreWriter(path, info, resume=resume)
@@ -192,7 +203,7 @@ def capture(
         have += pending
         flush()
     if writer.n_tokens == 0:
-        raise LatentAtlasError(f"corpus '{corpus.name}' gave no tokens to capture")
+        raise LatentAtlasError(f"corpus '{corpus.spec.get('path', corpus.name)}' gave no tokens to capture (it is empty, or every document is only special tokens)")
     store = ActivationStore(path)
     norms = np.concatenate([store.shard_tokens(i)["norm"].to_numpy() for i in range(len(store.shards))])
     median = float(np.median(norms))

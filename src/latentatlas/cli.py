@@ -68,7 +68,7 @@ def eval_cmd(
         raise LatentAtlasError(f"run '{run}' is a {kind}, which has no `eval`" + ("; its frontier is written by `latentatlas sae sweep`" if kind == "sae_sweep" else ""))
     command = typer.main.get_command(part(name, "cli").app)
     args = ["eval", run, *(["--atlas", atlas] if atlas else []), *ctx.args]
-    command.main(args=args, prog_name=f"latentatlas {name}", standalone_mode=True)
+    command.main(args=args, prog_name=f"latentatlas {name}", standalone_mode=False)
 
 
 @app.command()
@@ -115,6 +115,7 @@ def serve(
     root = resolve_atlas_path(atlas_dir)
     if not root.is_dir():
         raise LatentAtlasError(f"atlas folder '{root}' does not exist; train a run first or pass the atlas folder")
+    check_port(host, port)
     err = console(stderr=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[bold yellow]warning:[/] binding {esc(host)}: anyone who can reach this machine can read this atlas")
@@ -128,18 +129,44 @@ def demo(
     no_serve: bool = typer.Option(False, "--no-serve", help="Do not start the explorer afterwards."),
     steps: int = typer.Option(_vae_cli.DEMO["steps"], "--steps", min=1, help="Training steps."),
     retrain: bool = typer.Option(False, "--retrain", help="Train again even if the demo run is already complete."),
-    n: int = typer.Option(10000, "--n", min=10, help="Samples to evaluate on."),
+    n: int = typer.Option(10000, "--n", min=10, max=10_000_000, help="Samples to evaluate on."),
+    port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port of the explorer afterwards."),
 ) -> None:
     """Train a β-TCVAE on procedural sprites, evaluate it and write its figures."""
     from .atlas import Atlas
 
     the_atlas = Atlas(atlas)
+    if not no_serve:
+        check_port("127.0.0.1", port)  # before minutes of training, not after
     run = _vae_cli.demo_run(the_atlas, steps=steps, retrain=retrain, n=n)
     if not no_serve:
         from .server import serve as run_server
 
-        console().print(f"\n[bold]explorer:[/] http://127.0.0.1:8765/?run={run.name}&view=map   (Ctrl-C stops it)")
-        run_server(the_atlas.root, host="127.0.0.1", port=8765)
+        check_port("127.0.0.1", port)
+        console().print(f"\n[bold]explorer:[/] http://127.0.0.1:{port}/?run={run.name}&view=map   (Ctrl-C stops it)")
+        run_server(the_atlas.root, host="127.0.0.1", port=port)
+
+
+def check_port(host: str, port: int) -> None:
+    """One sentence, before uvicorn starts, when ``host`` does not resolve or ``port`` is taken."""
+    import socket
+
+    if not host.strip():
+        raise LatentAtlasError("--host is empty; expected an interface such as 127.0.0.1 (or 0.0.0.0 for every interface)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise LatentAtlasError(f"--host '{host}' is not a name or address of this machine") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        try:
+            s.bind(address)
+        except PermissionError:
+            raise LatentAtlasError(f"port {port} on {host} needs privileges this process does not have; pass another --port") from None
+        except OSError as exc:
+            if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+                raise LatentAtlasError(f"port {port} on {host} is already in use (another server?); pass another --port") from None
+            raise LatentAtlasError(f"cannot serve on {host}:{port} ({exc.strerror or exc})") from None
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -149,9 +176,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     ARGV[:] = args
     err = console(stderr=True)
     try:
-        # Standalone mode: typer itself reports usage errors (exit 2) and --help; we handle the rest.
-        app(args=args, prog_name="latentatlas", standalone_mode=True)
-        code = 0
+        code = _run(args, err)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except LatentAtlasError as exc:
@@ -177,6 +202,51 @@ def main(argv: Optional[List[str]] = None) -> None:
             err.print(f"[bold red]internal error:[/] {exc.__class__.__name__}: {esc(exc)} (rerun with --debug for the traceback)", soft_wrap=True)
             code = 1
     sys.exit(code)
+
+
+def _run(args: list[str], err) -> int:
+    """The app, not standalone: click's usage errors come here, to be said in one line like every other
+    error (click would print a usage box); --help and --version end with the code click gives them."""
+    try:
+        result = app(args=args, prog_name="latentatlas", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except Exception as exc:
+        kind = _click_kind(exc)
+        if kind is None:
+            raise
+        if kind == "help":  # a group called without a command: its help, as --help would show
+            ctx = getattr(exc, "ctx", None)
+            typer.echo(ctx.get_help() if ctx is not None else str(exc))
+            return 0
+        if kind == "usage":
+            err.print(f"[bold red]error:[/] {esc(_usage_sentence(exc))}", soft_wrap=True)
+            return 2
+        if kind == "exit":
+            return int(getattr(exc, "exit_code", 0))
+        err.print("interrupted")
+        return 130
+
+
+def _click_kind(exc: BaseException) -> str | None:
+    """What a click exception means here ("help", "usage", "exit", "abort"), or None for any other error.
+    Typer may bring its own copy of click, so the classes are told by name."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    if "NoArgsIsHelpError" in names:
+        return "help"
+    if "UsageError" in names:
+        return "usage"
+    if "Exit" in names and hasattr(exc, "exit_code"):
+        return "exit"
+    if "Abort" in names:
+        return "abort"
+    return None
+
+
+def _usage_sentence(exc) -> str:
+    """click's usage error as one sentence, with the command it was for and where to read more."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    command = exc.ctx.command_path if exc.ctx is not None else "latentatlas"
+    return f"{message} (see `{command} --help`)"
 
 
 if __name__ == "__main__":

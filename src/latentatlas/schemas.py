@@ -52,9 +52,9 @@ def validate(model: type[T], data: Any, what: str, path: Any) -> T:
 class TrainSection(_Strict):
     """``TrainConfig`` as a run records it (trainer.py re-checks the ranges when it builds one)."""
 
-    steps: StrictInt = Field(ge=1, le=MAX_STEPS)
-    batch_size: StrictInt = Field(ge=1, le=MAX_BATCH)
-    lr: float = Field(gt=0, allow_inf_nan=False)
+    steps: StrictInt = Field(1000, ge=1, le=MAX_STEPS)
+    batch_size: StrictInt = Field(64, ge=1, le=MAX_BATCH)
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False)
     seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
     checkpoint_every: StrictInt = Field(500, ge=1, le=MAX_STEPS)
     log_every: StrictInt = Field(50, ge=1, le=MAX_STEPS)

@@ -80,6 +80,8 @@ class ArrayDataset:
             )
         if x.shape[0] == 0:
             raise LatentAtlasError(f"{what} holds no samples; expected at least one.")
+        if 0 in x.shape[1:]:
+            raise LatentAtlasError(f"x of {what} has shape {x.shape}: its samples are empty; expected at least one value per sample.")
         self.x = x.astype(np.float32, copy=False)
         check_finite_range(self.x, f"x of {what}", unit_range=self.x.ndim == 4)
         n = self.x.shape[0]

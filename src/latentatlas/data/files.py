@@ -110,7 +110,34 @@ def load_image_folder(path, size: int = 64, grayscale: bool = False) -> ArrayDat
 # -- .npy / .npz --------------------------------------------------------------------------------
 
 
+def _check_header(fh, size: int, what: str) -> None:
+    """Read an .npy header from ``fh`` and refuse an array that claims more bytes than the ``size`` bytes
+    the file (or zip member) holds, or more memory than this machine has, before numpy allocates it: a
+    64-byte file claiming (10⁹, 1000) float32 is 3.6 TiB."""
+    from numpy.lib import format as npformat
+
+    from ..limits import check_memory, fmt_bytes
+
+    start = fh.tell()
+    try:
+        version = npformat.read_magic(fh)
+        read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+        shape, _, dtype = read(fh, max_header_size=10_000)
+    except (ValueError, OSError, EOFError):
+        return  # not a header numpy reads: np.load says so below
+    header = fh.tell() - start
+    if dtype.hasobject:
+        return  # refused below without being unpickled
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > size - header:
+        raise LatentAtlasError(f"{what} claims shape {tuple(shape)} ({fmt_bytes(need)}) but the file holds {fmt_bytes(size - header)}; "
+                               "it is truncated or not what it says")
+    check_memory(need, f"{what} of shape {tuple(shape)}")
+
+
 def _read_npy(file: Path, path) -> dict[str, np.ndarray]:
+    with open(file, "rb") as fh:
+        _check_header(fh, file.stat().st_size, f"array file '{path}'")
     try:
         return {"x": np.load(file, allow_pickle=False)}
     except ValueError as exc:
@@ -136,6 +163,9 @@ def _read_npz(file: Path, path) -> dict[str, np.ndarray]:
             for key in wanted:
                 if key not in z.files:
                     continue
+                member = f"{key}.npy" if f"{key}.npy" in z.zip.namelist() else key
+                with z.zip.open(member) as fh:
+                    _check_header(fh, z.zip.getinfo(member).file_size, f"array '{key}' in '{path}'")
                 try:
                     arrays[key] = z[key]
                 except ValueError as exc:
@@ -182,6 +212,8 @@ def load_array_file(path) -> ArrayDataset:
     x = _to_model_layout(x, what)
     if x.shape[0] == 0:
         raise LatentAtlasError(f"{what} holds no samples; expected at least one.")
+    if 0 in x.shape[1:]:
+        raise LatentAtlasError(f"{what} has shape {x.shape}: its samples are empty; expected at least one value per sample.")
     if x.dtype == np.uint8:
         x = x.astype(np.float32)
         x /= 255.0

@@ -131,14 +131,22 @@ def _text_documents(path: Path) -> Iterator[Document]:
 
 
 def _jsonl_documents(path: Path, field: str) -> Iterator[Document]:
-    with path.open("r", encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise LatentAtlasError(f"corpus file '{path}' line {line_no} is not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
+            except RecursionError:
+                raise LatentAtlasError(f"corpus file '{path}' line {line_no} is nested too deeply to be a JSON record") from None
             except json.JSONDecodeError as exc:
                 raise LatentAtlasError(f"corpus file '{path}' line {line_no} is not valid JSON ({exc.msg})") from exc
+            except ValueError as exc:  # an integer of thousands of digits
+                raise LatentAtlasError(f"corpus file '{path}' line {line_no} is not a JSON record latentatlas reads ({str(exc)[:80]})") from None
             if not isinstance(row, dict) or field not in row:
                 raise LatentAtlasError(f"corpus file '{path}' line {line_no} has no field '{field}'; pass the text field's name with --text-field")
             if not isinstance(row[field], str):

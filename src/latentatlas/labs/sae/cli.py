@@ -8,27 +8,28 @@ from typing import Optional
 
 import typer
 
-from ..._cli import AtlasOpt, command_line, console, esc, metrics_table
+from ..._cli import AtlasOpt, command_line, console, esc, metrics_table, nonempty
 from ...errors import LatentAtlasError
+from ...limits import MAX_BATCH, MAX_EXPANSION, MAX_SEED, MAX_STEPS, MAX_TOKENS
 
 app = typer.Typer(help="Sparse autoencoders on captured transformer activations: capture, train, eval, sweep.", no_args_is_help=True)
 
 
 @app.command()
 def capture(
-    model: str = typer.Option("minilm", "--model", help="minilm (built in, offline), a transformers model folder, or a hub id."),
-    layer: str = typer.Option("3", "--layer", help="Block number (its output, the residual stream) or a dotted module name."),
-    corpus: str = typer.Option("builtin", "--corpus", help="builtin (Python stdlib docstrings), a .txt/.md file or folder, or a .jsonl file."),
-    text_field: str = typer.Option("text", "--text-field", help="The text field of a .jsonl corpus."),
-    tokens: int = typer.Option(100_000, "--tokens", min=1, help="How many token activations to store."),
-    name: Optional[str] = typer.Option(None, "--name", help="Store name (default: MODEL-LLAYER-CORPUS)."),
+    model: str = typer.Option("minilm", "--model", callback=nonempty, help="minilm (built in, offline), a transformers model folder, or a hub id."),
+    layer: str = typer.Option("3", "--layer", callback=nonempty, help="Block number (its output, the residual stream) or a dotted module name."),
+    corpus: str = typer.Option("builtin", "--corpus", callback=nonempty, help="builtin (Python stdlib docstrings), a .txt/.md file or folder, or a .jsonl file."),
+    text_field: str = typer.Option("text", "--text-field", callback=nonempty, help="The text field of a .jsonl corpus."),
+    tokens: int = typer.Option(100_000, "--tokens", min=1, max=MAX_TOKENS, help="How many token activations to store."),
+    name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Store name (default: MODEL-LLAYER-CORPUS)."),
     atlas: Optional[str] = AtlasOpt,
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Documents per forward pass."),
-    max_length: int = typer.Option(128, "--max-length", min=2, help="Tokens per document at most (longer ones are truncated)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, max=4096, help="Documents per forward pass."),
+    max_length: int = typer.Option(128, "--max-length", min=2, max=1 << 20, help="Tokens per document at most (longer ones are truncated)."),
     keep_special: bool = typer.Option(False, "--keep-special", help="Also store [CLS]/[SEP]/BOS-style special tokens."),
-    shard_tokens: int = typer.Option(32768, "--shard-tokens", min=1, help="Tokens per shard (memory is bounded by one shard plus one batch)."),
+    shard_tokens: int = typer.Option(32768, "--shard-tokens", min=1, max=1 << 24, help="Tokens per shard (memory is bounded by one shard plus one batch)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the store --name from its last shard."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Capture a transformer's activations at one layer over a corpus into a sharded store."""
@@ -52,23 +53,23 @@ def capture(
 
 @app.command("train")
 def sae_train(
-    activations: str = typer.Option(..., "--activations", help="Activation store name (from `latentatlas capture`)."),
+    activations: str = typer.Option(..., "--activations", callback=nonempty, help="Activation store name (from `latentatlas capture`)."),
     arch: str = typer.Option("topk", "--arch", help="topk, batchtopk, jumprelu or relu."),
-    expansion: int = typer.Option(8, "--expansion", min=1, help="Latents per input dimension."),
+    expansion: int = typer.Option(8, "--expansion", min=1, max=MAX_EXPANSION, help="Latents per input dimension."),
     k: int = typer.Option(32, "--k", min=1, help="Active latents per token (topk, batchtopk)."),
-    steps: int = typer.Option(2000, "--steps", min=1),
-    batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Tokens per step."),
+    steps: int = typer.Option(2000, "--steps", min=1, max=MAX_STEPS),
+    batch_size: int = typer.Option(4096, "--batch-size", min=1, max=MAX_BATCH, help="Tokens per step."),
     lr: float = typer.Option(2e-3, "--lr"),
     grad_clip: float = typer.Option(1.0, "--grad-clip", min=0, help="Clip the gradient's global norm to this (0: no clipping)."),
     l1_coeff: Optional[float] = typer.Option(None, "--l1-coeff", help="relu: L1 weight λ (default 5)."),
     l0_coeff: Optional[float] = typer.Option(None, "--l0-coeff", help="jumprelu: L0 weight λ (default 0.5)."),
     holdout_shards: Optional[int] = typer.Option(None, "--holdout-shards", help="Shards kept for eval (default: the last shards holding 5% of the tokens, if the store has ≥ 5)."),
-    seed: int = typer.Option(0, "--seed"),
-    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: sae-ARCH-STORE)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: sae-ARCH-STORE)."),
     atlas: Optional[str] = AtlasOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run --name from its latest checkpoint."),
-    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1, max=MAX_STEPS),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a sparse autoencoder on a stored set of activations."""
@@ -86,15 +87,15 @@ def sae_train(
 
 @app.command("sweep")
 def sae_sweep(
-    activations: str = typer.Option(..., "--activations", help="Activation store name."),
+    activations: str = typer.Option(..., "--activations", callback=nonempty, help="Activation store name."),
     arch: str = typer.Option("topk", "--arch", help="topk, batchtopk (sweep --k), relu (--l1-coeff) or jumprelu (--l0-coeff)."),
     values: str = typer.Option(..., "--values", help="Comma-separated values of the arch's sparsity knob, e.g. 8,16,32,64."),
-    expansion: int = typer.Option(8, "--expansion", min=1),
-    steps: int = typer.Option(2000, "--steps", min=1),
-    batch_size: int = typer.Option(4096, "--batch-size", min=1),
+    expansion: int = typer.Option(8, "--expansion", min=1, max=MAX_EXPANSION),
+    steps: int = typer.Option(2000, "--steps", min=1, max=MAX_STEPS),
+    batch_size: int = typer.Option(4096, "--batch-size", min=1, max=MAX_BATCH),
     lr: float = typer.Option(2e-3, "--lr"),
     downstream: bool = typer.Option(False, "--downstream", help="Also splice each SAE into the model (slower)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: sweep-ARCH-STORE); members are NAME-k8 …"),
+    name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Sweep name (default: sweep-ARCH-STORE); members are NAME-k8 …"),
     atlas: Optional[str] = AtlasOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the frontier as JSON."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -106,6 +107,8 @@ def sae_sweep(
         vals = [float(v) for v in values.split(",") if v.strip()]
     except ValueError:
         raise LatentAtlasError(f"--values '{values}' is not a comma-separated list of numbers") from None
+    if not vals:
+        raise LatentAtlasError(f"--values '{values}' lists no number; expected e.g. 8,16,32,64")
     report = sweep_sae(activations, arch, vals, name=name, atlas=atlas, downstream=downstream, progress=not (quiet or as_json),
                        command=command_line(), expansion=expansion, steps=steps, batch_size=batch_size, lr=lr)
     if as_json:
@@ -127,14 +130,14 @@ def sae_sweep(
 @app.command("eval")
 def sae_eval(
     run: str = typer.Argument(..., help="SAE run name."),
-    activations: Optional[str] = typer.Option(None, "--activations", help="Evaluate on another store (default: the run's held-out shards)."),
-    tokens: int = typer.Option(200_000, "--tokens", min=1, help="Evaluate on at most this many tokens."),
-    feature_tokens: int = typer.Option(200_000, "--feature-tokens", min=1, help="Tokens (from the store's start) the feature tables scan."),
+    activations: Optional[str] = typer.Option(None, "--activations", callback=nonempty, help="Evaluate on another store (default: the run's held-out shards)."),
+    tokens: int = typer.Option(200_000, "--tokens", min=1, max=MAX_TOKENS, help="Evaluate on at most this many tokens."),
+    feature_tokens: int = typer.Option(200_000, "--feature-tokens", min=1, max=MAX_TOKENS, help="Tokens (from the store's start) the feature tables scan."),
     downstream: bool = typer.Option(True, "--downstream/--no-downstream", help="Splice the SAE into the model (embedding cosine, CE recovered)."),
     atlas: Optional[str] = AtlasOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
     """Measure an SAE: L0, MSE, FVU (centred), cosine, shrinkage, dead and dense latents; write metrics.json."""

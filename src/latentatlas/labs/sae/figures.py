@@ -27,7 +27,8 @@ def rate_distortion(points: Sequence[Mapping[str, Any]], *, title: str | None = 
             y = np.array([p["fvu"] for p in pts], dtype=float)
             lo = np.array([p.get("fvu_low", p["fvu"]) if p.get("fvu_low") is not None else p["fvu"] for p in pts], dtype=float)
             hi = np.array([p.get("fvu_high", p["fvu"]) if p.get("fvu_high") is not None else p["fvu"] for p in pts], dtype=float)
-            ax.errorbar(x, y, yerr=[y - lo, hi - y], color=F.ACCENT, marker="o", ms=4, lw=1.2, capsize=2)
+            # a percentile interval need not contain its estimate (a biased statistic): draw what lies beyond it
+            ax.errorbar(x, y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)], color=F.ACCENT, marker="o", ms=4, lw=1.2, capsize=2)
             for p, xi, yi in zip(pts, x, y):
                 ax.annotate(str(p.get("label", "")), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7, color=F.MUTED)
             if np.all(x > 0) and x.max() / max(x.min(), 1e-12) > 8:

@@ -17,10 +17,11 @@ import numpy as np
 from ... import __version__
 from ..._progress import progress_bar
 from ...activations import ActivationStore, ShuffledBatches
-from ...atlas import Atlas, Run, is_name, now_iso, writer_lock, writes_run
+from ...atlas import Atlas, Run, check_name, is_name, now_iso, writer_lock, writes_run
 from ...errors import LatentAtlasError
 from ...models import SAEConfig, build, config_from_dict
 from ...models.io import config_to_dict
+from ...limits import MAX_SEED, MAX_TOKENS, check_float, check_int, check_memory
 from ...trainer import TrainConfig, TrainResult, fit, resolve_device
 
 HEADLINE = ("l0", "fvu", "explained_variance", "cosine", "dead_fraction", "embedding_cosine", "ce_loss_recovered")
@@ -55,15 +56,24 @@ def capture_store(
     from ...models.hf import load_transformer, resolve_layer
 
     atlas = _atlas(atlas)
+    check_int(tokens, "--tokens", 1, MAX_TOKENS)
+    check_int(shard_tokens, "--shard-tokens", 1, 1 << 24)
+    check_int(batch_size, "--batch-size", 1, 4096)
+    check_int(max_length, "--max-length", 2, 1 << 20)
+    if resume and not name:
+        raise LatentAtlasError("--resume needs --name to say which activation store to continue")
     corp = load_corpus(corpus, field=text_field)
-    if shard_tokens < 1:
-        raise LatentAtlasError(f"--shard-tokens must be at least 1, got {shard_tokens}")
     name = name or f"{model if isinstance(model, str) and '/' not in model else 'model'}-L{layer}-{corp.name}"
     path = atlas.activations_path(name)
     if path.exists() and not resume:
         raise LatentAtlasError(f"activation store '{name}' already exists in atlas '{atlas.root}'; pick another --name, or pass --resume to continue it")
+    if resume and not (path / "index.json").is_file():
+        raise LatentAtlasError(f"activation store '{name}' does not exist in atlas '{atlas.root}'; leave out --resume to capture it")
     tf = load_transformer(model, device=resolve_device(device))
     module = resolve_layer(tf.model, layer)
+    positions = next((getattr(tf.model.config, a) for a in ("max_position_embeddings", "n_positions", "n_ctx") if isinstance(getattr(tf.model.config, a, None), int)), None)
+    if positions is not None and max_length > positions:
+        raise LatentAtlasError(f"--max-length {max_length:,} is longer than the {positions:,} positions {tf.info.get('architecture', 'the model')} has")
     meta = {"name": name, "model": tf.spec, "model_info": tf.info, "causal": tf.causal, "layer_arg": str(layer),
             "created_at": now_iso(), "latentatlas": __version__}
     existed = path.exists()
@@ -163,8 +173,7 @@ def train_sae(
     store = atlas.activations(activations)
     if not store.complete:
         raise LatentAtlasError(f"activation store '{activations}' is incomplete; finish it with `latentatlas capture --resume --name {activations} …`")
-    if expansion < 1:
-        raise LatentAtlasError(f"--expansion must be at least 1, got {expansion}")
+    check_sae_settings(arch, store.d, expansion, k, l1_coeff, l0_coeff, batch_size)
     holdout = _holdout(store, holdout_shards)
     defaults = SAEConfig()
     try:
@@ -204,6 +213,28 @@ def train_sae(
             atlas.delete_run(name)  # nothing worth keeping; do not block the name
         raise
     return run, result
+
+
+def check_sae_settings(arch: str, d: int, expansion: int, k: int | None, l1_coeff: float | None, l0_coeff: float | None,
+                       batch_size: int) -> None:
+    """The settings of an SAE on width ``d``, each named by its option: in range, meant for this arch, and
+    small enough for this machine's memory (weights, gradients and Adam's two moments, plus a batch of
+    codes)."""
+    from ...limits import MAX_EXPANSION
+
+    check_int(expansion, "--expansion", 1, MAX_EXPANSION)
+    d_sae = expansion * d
+    check_memory(4 * 4 * 2 * d_sae * d + 4 * 3 * batch_size * d_sae, f"an SAE of {d_sae:,} latents on width {d} with --batch-size {batch_size:,}")
+    if arch in ("topk", "batchtopk") and k is not None:
+        check_int(k, "--k", 1, d_sae)
+    if l1_coeff is not None:
+        if arch != "relu":
+            raise LatentAtlasError(f"--l1-coeff weights the L1 penalty of a relu SAE; a {arch} SAE has none (leave it out)")
+        check_float(l1_coeff, "--l1-coeff", 0.0)
+    if l0_coeff is not None:
+        if arch != "jumprelu":
+            raise LatentAtlasError(f"--l0-coeff weights the L0 penalty of a jumprelu SAE; a {arch} SAE has none (leave it out)")
+        check_float(l0_coeff, "--l0-coeff", 0.0)
 
 
 def sae_data(run: Run, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -264,6 +295,8 @@ def evaluate_sae(
     from ...analysis.sae_metrics import SAEStats
 
     t0 = time.perf_counter()
+    check_int(seed, "--seed", 0, MAX_SEED)
+    check_int(tokens, "--tokens", 1, MAX_TOKENS)
     cfg = run.config()
     model = load_sae(run)
     atlas = run.atlas
@@ -426,7 +459,17 @@ def sweep_sae(
         raise LatentAtlasError("a sweep needs at least one value")
     knob = SWEEP_PARAM[arch]
     name = name or f"sweep-{arch}-{activations}"
-    atlas.activations(activations)  # the store must exist before anything is created
+    check_name(name, "sweep name")
+    store = atlas.activations(activations)  # the store must exist before anything is created
+    expansion = train_kw.get("expansion", 8)
+    for v in values:
+        if knob == "k":
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and float(v).is_integer()):
+                raise LatentAtlasError(f"--values {v:g} is not a whole number; a {arch} sweep varies k, the active latents per token")
+            check_int(int(v), "--values (k)", 1, expansion * store.d)
+        else:
+            check_float(v, f"--values ({knob.replace('_', '-')})", 0.0)
+    check_sae_settings(arch, store.d, expansion, None, None, None, train_kw.get("batch_size", 4096))
     members = []
     for v in values:
         tag = f"{knob.split('_')[0]}{v:g}"

@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from ..._cli import AtlasOpt, command_line, console, esc, metrics_table
+from ..._cli import AtlasOpt, command_line, console, esc, metrics_table, nonempty
 from ...errors import LatentAtlasError
+from ...limits import MAX_BATCH, MAX_LATENT_DIM, MAX_SEED, MAX_STEPS
 
 app = typer.Typer(help="Autoencoders and VAEs on images or vectors: train, eval.", no_args_is_help=True)
 
@@ -19,26 +20,24 @@ DEMO = dict(kind="beta_tcvae", data="sprites", latent_dim=10, beta=6.0, steps=25
 @app.command()
 def train(
     kind: str = typer.Argument(..., help="Model kind: ae, vae, beta_vae or beta_tcvae."),
-    data: str = typer.Option("sprites", "--data", help="sprites, digits, an image folder, or a .npy/.npz file."),
-    latent_dim: int = typer.Option(10, "--latent-dim", min=1, help="Number of latent dimensions."),
+    data: str = typer.Option("sprites", "--data", callback=nonempty, help="sprites, digits, an image folder, or a .npy/.npz file."),
+    latent_dim: int = typer.Option(10, "--latent-dim", min=1, max=MAX_LATENT_DIM, help="Number of latent dimensions."),
     beta: Optional[float] = typer.Option(None, "--beta", help="KL weight (β-VAE) or TC weight (β-TCVAE); default by kind."),
-    steps: int = typer.Option(3000, "--steps", min=1),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    steps: int = typer.Option(3000, "--steps", min=1, max=MAX_STEPS),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, max=MAX_BATCH),
     lr: float = typer.Option(1e-3, "--lr"),
-    seed: int = typer.Option(0, "--seed"),
-    name: Optional[str] = typer.Option(None, "--name", help="Run name (default: KIND-DATA)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: KIND-DATA)."),
     atlas: Optional[str] = AtlasOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run --name from its latest checkpoint."),
     learned_variance: bool = typer.Option(False, "--learned-variance", help="Gaussian decoder with a learned variance (Dai & Wipf 2019)."),
-    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1, max=MAX_STEPS),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train an autoencoder-family model and store it as a run in the atlas."""
     from .jobs import train_run
 
-    if beta is not None and beta < 0:
-        raise LatentAtlasError(f"--beta must be >= 0, got {beta}")
     run, result = train_run(
         kind, data, latent_dim=latent_dim, beta=beta, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
         name=name, atlas=atlas, resume=resume, learned_variance=learned_variance,
@@ -53,8 +52,8 @@ def eval_cmd(
     run: str = typer.Argument(..., help="Run name in the atlas."),
     atlas: Optional[str] = AtlasOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
-    n: int = typer.Option(10000, "--n", min=10, help="Number of samples to evaluate on."),
-    seed: int = typer.Option(0, "--seed"),
+    n: int = typer.Option(10000, "--n", min=10, max=10_000_000, help="Number of samples to evaluate on."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     projections: str = typer.Option("pca", "--projections", help="Comma-separated: pca, umap, tsne."),
     full: bool = typer.Option(False, "--full", help="BetaVAE/FactorVAE with disentanglement_lib's full sample sizes (slow)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),

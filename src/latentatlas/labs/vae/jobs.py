@@ -23,6 +23,7 @@ from ...data import load_dataset
 from ...errors import LatentAtlasError
 from ...models import VAE_KINDS, VAEConfig, build, config_from_dict
 from ...models.io import config_to_dict
+from ...limits import MAX_LATENT_DIM, MAX_SEED, check_float, check_int
 from ...trainer import TrainConfig, TrainResult, fit, resolve_device
 
 
@@ -60,8 +61,15 @@ def train_run(
         with run.lock():
             return run, _resume(run, progress, on_step)
 
+    if kind in ("sae", "sae_sweep"):
+        raise LatentAtlasError(f"model kind '{kind}' is the SAE lab's; train it with `latentatlas sae train --activations STORE`")
     if kind not in VAE_KINDS:
         raise LatentAtlasError(f"model kind '{kind}' cannot be trained by this command; expected one of: {', '.join(VAE_KINDS)}")
+    if beta is not None:
+        check_float(beta, "--beta", 0.0, 1e6)
+        if kind == "ae":
+            raise LatentAtlasError("--beta weights a KL term, which a plain autoencoder (ae) has none of; leave it out, or train a vae, beta_vae or beta_tcvae")
+    check_int(latent_dim, "--latent-dim", 1, MAX_LATENT_DIM)
     dataset = load_dataset(data)
     train_cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, checkpoint_every=checkpoint_every, log_every=log_every, device=device)
     resolve_device(device)  # refuse a bad --device before a run folder exists
@@ -188,8 +196,11 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     cfg = run.config()
-    if cfg.get("kind") == "sae":
+    if cfg.get("kind") in ("sae", "sae_sweep"):
         raise LatentAtlasError(f"run '{run.name}' is a sparse autoencoder; measure it with `latentatlas sae eval {run.name}`")
+    if not isinstance(cfg.get("data"), (dict, str)):
+        raise LatentAtlasError(f"run '{run.name}' config names no data to evaluate on (its 'data' entry is missing); the config is damaged")
+    check_int(seed, "--seed", 0, MAX_SEED)
     model = run.load_model()
     torch.manual_seed(seed)
     data = load_dataset(cfg["data"])

@@ -17,7 +17,7 @@ export async function sweepView(ctx, m, view) {
     <div class="card"><div id="frontier" style="height:360px"></div></div></div>`;
   for (const tr of view.querySelectorAll("tr[data-run]")) tr.addEventListener("click", () => state.set({ run: tr.dataset.run, view: "features" }, { push: true }));
   const Plotly = await api.loadPlotly();
-  const err = { type: "data", symmetric: false, array: pts.map((p) => (p.fvu_high ?? p.fvu) - p.fvu), arrayminus: pts.map((p) => p.fvu - (p.fvu_low ?? p.fvu)) };
+  const err = { type: "data", symmetric: false, array: pts.map((p) => Math.max(0, (p.fvu_high ?? p.fvu) - p.fvu)), arrayminus: pts.map((p) => Math.max(0, p.fvu - (p.fvu_low ?? p.fvu))) };
   // labels sit above-right of each point; the last one's would run off the panel's right edge, so it goes
   // below-left (the frontier falls from the upper left, so that side is clear of the line)
   const where = pts.map((_, i) => (i === pts.length - 1 && pts.length > 1 ? "bottom left" : "top right"));
