@@ -109,6 +109,48 @@ def test_mig_orders_aligned_mixed_random(codes):
     assert est.n == N and len(aligned.details["per_factor"]) == len(SIZES)
 
 
+def _mig_disentanglement_lib(z, f, num_bins=20):
+    """disentanglement_lib's mig.py written out: _histogram_discretize, sklearn mutual_info_score per
+    (code dim, factor) pair, entropies as mutual_info_score(f, f), mean normalised top-two gap."""
+    zd = np.stack([np.digitize(z[:, i], np.histogram(z[:, i], num_bins)[1][:-1]) for i in range(z.shape[1])], 1)
+    m = np.array([[mutual_info_score(f[:, j], zd[:, i]) for j in range(f.shape[1])] for i in range(z.shape[1])])
+    h = np.array([mutual_info_score(f[:, j], f[:, j]) for j in range(f.shape[1])])
+    top = np.sort(m, axis=0)[::-1]
+    return float(np.mean((top[0] - top[1]) / h))
+
+
+def test_mig_plugin_value_is_disentanglement_libs(codes):
+    f = codes["factors"]
+    for kind in ("aligned", "mixed", "random"):
+        ref = _mig_disentanglement_lib(codes[kind], f)
+        est = dis.mig(codes[kind], f, rng=0, num_resamples=RESAMPLES)
+        assert abs(est.details["plugin_value"] - ref) < 1e-14
+        plain = dis.mig(codes[kind], f, rng=0, num_resamples=RESAMPLES, bias_correction=None)
+        assert abs(plain.value - ref) < 1e-14 and plain.details["ci_method"].startswith("median-centred")
+        assert _ci_ok(plain)
+
+
+def test_mig_bias_correction_moves_the_value_by_the_bootstrap_bias(codes):
+    # The plug-in MI of the runner-up dims is biased upwards, so the plug-in gap of an aligned code is
+    # too small; the correction adds back mean(resamples) - plug-in, and the interval is its reflection.
+    f = codes["factors"]
+    est = dis.mig(codes["aligned"], f, rng=0, num_resamples=RESAMPLES)
+    d = est.details
+    assert d["bias_correction"] == "bootstrap" and d["bias_estimate"] < 0
+    assert est.value == pytest.approx(min(d["plugin_value"] - d["bias_estimate"], 1.0))
+    assert est.value > d["plugin_value"]
+    q_low, q_high = d["bootstrap_percentile_interval"]
+    assert est.ci_low == pytest.approx(max(2 * d["plugin_value"] - q_high, 0.0))
+    assert est.ci_high == pytest.approx(min(2 * d["plugin_value"] - q_low, 1.0))
+    assert _ci_ok(est)
+    np.testing.assert_allclose(np.mean(d["per_factor"]), d["plugin_value"] - d["bias_estimate"], atol=1e-12)
+    # Without resamples there is nothing to correct with: the plug-in value, no interval.
+    bare = dis.mig(codes["aligned"], f, num_resamples=0)
+    assert bare.value == d["plugin_value"] and bare.ci_low is None
+    with pytest.raises(LatentAtlasError, match="bias_correction"):
+        dis.mig(codes["aligned"], f, bias_correction="miller_madow")
+
+
 def test_mig_survives_a_constant_code_dim(codes):
     z = np.concatenate([codes["aligned"], np.zeros((N, 1))], axis=1)
     est = dis.mig(z, codes["factors"], rng=0, num_resamples=5)

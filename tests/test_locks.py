@@ -97,7 +97,7 @@ def test_two_resumes_of_one_run_do_not_both_run(tmp_path, tiny_npz):
     first = subprocess.Popen(train + ["--resume"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = atlas / "runs" / "x" / ".lock"
     deadline = time.time() + 60
-    while not (lock.is_file() and "process" in lock.read_text()):
+    while not (lock.is_file() and f"process {first.pid} " in lock.read_text()):  # the killed run's lock file is still there
         assert time.time() < deadline and first.poll() is None
         time.sleep(0.01)
     second = subprocess.run(train + ["--resume"], env=env, capture_output=True, text=True, timeout=120)
@@ -109,8 +109,10 @@ def test_two_resumes_of_one_run_do_not_both_run(tmp_path, tiny_npz):
 
 
 def test_a_second_capture_into_one_store_gets_one_sentence(tmp_path, tiny_tf):
+    from latentatlas.labs.sae.jobs import capture_store
+
     atlas = tmp_path / "atlas"
-    (atlas / "activations").mkdir(parents=True)
+    capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=100, name="acts", atlas=atlas, shard_tokens=50, batch_size=4, progress=False)
     holder = hold(atlas, "store", "acts")
     try:
         proc = cli("sae", "capture", "--model", tiny_tf["bert"], "--layer", "1", "--corpus", tiny_tf["corpus"], "--tokens", "200",

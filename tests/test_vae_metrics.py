@@ -19,6 +19,7 @@ from latentatlas.analysis.vae_metrics import (
     kl_total,
     reconstruction_error,
     reconstruction_error_per_sample,
+    total_correlation,
 )
 from latentatlas.errors import LatentAtlasError
 
@@ -201,3 +202,102 @@ def test_aggregate_posterior_kl_is_infinite_for_a_degenerate_mixture():
     mu[:, 0] = np.linspace(-1, 1, 100)
     est = aggregate_posterior_kl(mu, np.full((100, 2), -np.inf), num_resamples=0)
     assert est.value == math.inf and est.ci_low is None
+
+
+# -- total correlation of the aggregate posterior --------------------------------------------------
+
+SPRITES_N = 737_280  # the dataset size the rows are taken to be a sample of
+
+
+def _gaussian_code(n, d, s2, corr, seed):
+    """Posteriors N(mu_i, s2 I) with mu ~ N(0, C - s2 I): the aggregate posterior of infinitely many
+    rows is exactly N(0, C), C the equicorrelation matrix, whose TC is -1/2 log det C."""
+    c = np.full((d, d), corr) + (1.0 - corr) * np.eye(d)
+    mu = np.random.default_rng(seed).standard_normal((n, d)) @ np.linalg.cholesky(c - s2 * np.eye(d)).T
+    return mu, np.full((n, d), math.log(s2)), -0.5 * np.linalg.slogdet(c)[1]
+
+
+def test_total_correlation_is_the_exact_mixture_tc_when_the_rows_are_the_dataset():
+    # Brute force on a small sample: with dataset_size = n the estimate is the TC of the n-component
+    # mixture at the drawn points, with no jackknife correction. The draws are replayed from the seed
+    # (a permutation of the rows, then one standard normal per value).
+    rng = np.random.default_rng(0)
+    mu = rng.standard_normal((40, 3))
+    lv = rng.uniform(-2.0, 0.0, (40, 3))
+    est = total_correlation(mu, lv, rng=7, num_blocks=5)
+    gen = np.random.default_rng(7)
+    perm = gen.permutation(40)
+    m, v = mu[perm], np.exp(lv[perm])
+    z = m + np.sqrt(v) * gen.standard_normal(m.shape)
+    log_each = -0.5 * ((z[:, None, :] - m[None]) ** 2 / v[None] + np.log(v[None]) + math.log(2 * math.pi))
+    log_joint = np.log(np.exp(log_each.sum(axis=2)).mean(axis=1))
+    log_marg = np.log(np.exp(log_each).mean(axis=1)).sum(axis=1)
+    assert est.value == pytest.approx(float(np.mean(log_joint - log_marg)), abs=1e-10)
+    assert est.details["bias_correction"] == 0.0 and est.value == est.details["uncorrected"]
+    assert _contains(est)
+
+
+def test_total_correlation_of_identical_posteriors_is_zero_and_its_decomposition_exact():
+    # Every q(z|x) is N(0, 0.5 I): q(z) = N(0, 0.5 I), factorised, equal to every posterior.
+    mu, lv = np.zeros((500, 4)), np.full((500, 4), math.log(0.5))
+    est = total_correlation(mu, lv, dataset_size=SPRITES_N, rng=0)
+    assert est.value == pytest.approx(0.0, abs=1e-10)
+    assert est.details["index_code_mutual_info"] == pytest.approx(0.0, abs=1e-10)
+    # dimension-wise KL: sum_d E_q[log q(z_d) - log p(z_d)] on the draws; its expectation is
+    # 4 KL(N(0, 0.5) || N(0, 1)) = 2 (0.5 - 1 - log 0.5) = 0.386.
+    assert est.details["dimension_wise_kl"] == pytest.approx(2 * (0.5 - 1 - math.log(0.5)), abs=0.05)
+
+
+def test_total_correlation_does_not_change_under_per_dim_rescaling():
+    mu, lv, _ = _gaussian_code(600, 4, 0.25, 0.4, seed=1)
+    scale, shift = np.array([0.1, 1.0, 3.0, 10.0]), np.array([5.0, -1.0, 0.0, 2.0])
+    a = total_correlation(mu, lv, dataset_size=SPRITES_N, rng=2)
+    b = total_correlation(mu * scale + shift, lv + 2 * np.log(scale), dataset_size=SPRITES_N, rng=2)
+    assert b.value == pytest.approx(a.value, abs=1e-9)
+    assert b.ci_high - b.ci_low == pytest.approx(a.ci_high - a.ci_low, abs=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("corr", "truth"), [(0.0, 0.0), (0.5, 0.8370)])
+def test_total_correlation_recovers_the_tc_of_a_gaussian_code(corr, truth):
+    # Factorised (TC = 0) and equicorrelated (TC = -1/2 log det C = 0.837 for 5 dims at 0.5).
+    mu, lv, exact = _gaussian_code(2000, 5, 0.25, corr, seed=3)
+    assert exact == pytest.approx(truth, abs=1e-4)
+    est = total_correlation(mu, lv, dataset_size=SPRITES_N, rng=4)
+    assert est.ci_low <= exact <= est.ci_high, est
+    assert abs(est.value - exact) < 0.05
+    assert est.ci_high - est.ci_low < 0.2
+    assert est.details["dataset_size"] == SPRITES_N and est.n == 2000
+
+
+@pytest.mark.slow
+def test_training_tc_at_batch_64_is_biased_by_nats_where_the_eval_estimate_is_not():
+    # docs/metrics.md: on a factorised code (TC = 0) of 10 dims with posterior variance 0.25 the
+    # minibatch-weighted TC of training (VAE.tc_decomposition, batch 64, N = 737,280) is
+    # (D - 1) log N + 2.8 nats; total_correlation on 3,000 rows of the same code is within 0.2 of 0.
+    from latentatlas.models.vae import VAE, VAEConfig
+
+    d, s2 = 10, 0.25
+    model = VAE(VAEConfig(kind="beta_tcvae", input_shape=(4,), latent_dim=d, hidden=8, dataset_size=SPRITES_N))
+    gen = torch.Generator().manual_seed(0)
+    excess = []
+    for _ in range(100):
+        mu = math.sqrt(1 - s2) * torch.randn(64, d, generator=gen, dtype=torch.float64)
+        z = mu + math.sqrt(s2) * torch.randn(64, d, generator=gen, dtype=torch.float64)
+        lv = torch.full((64, d), math.log(s2), dtype=torch.float64)
+        excess.append(float(model.tc_decomposition(z, mu, lv)[1]) - (d - 1) * math.log(SPRITES_N))
+    assert 2.4 < np.mean(excess) < 3.2
+    mu, lv, _ = _gaussian_code(3000, d, s2, 0.0, seed=5)
+    est = total_correlation(mu, lv, dataset_size=SPRITES_N, rng=6)
+    assert abs(est.value) < 0.2
+
+
+def test_total_correlation_rejects_bad_input():
+    mu, lv, _ = _gaussian_code(50, 3, 0.25, 0.0, seed=0)
+    with pytest.raises(LatentAtlasError, match="smaller than the number of rows"):
+        total_correlation(mu, lv, dataset_size=10)
+    with pytest.raises(LatentAtlasError, match="-inf"):
+        total_correlation(mu, np.full_like(lv, -np.inf))
+    with pytest.raises(LatentAtlasError, match="must match"):
+        total_correlation(mu, lv[:, :2])
+    json.dumps(total_correlation(mu, lv, rng=0).to_dict())

@@ -601,8 +601,11 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
         return np.where(count > 0, total / count, np.nan)
 
 
-def training_curves(history: Sequence[Mapping[str, Any]], *, title: str | None = "Training curves") -> Figure:
+def training_curves(history: Sequence[Mapping[str, Any]], *, title: str | None = "Training curves",
+                    notes: Mapping[str, str] | None = None) -> Figure:
     """One panel per logged quantity against step (one axes per quantity, "loss" first).
+
+    ``notes`` puts a caption under the panel of a quantity (what an estimate means, or how it is biased).
 
     history is a list of dicts with "step" and numeric entries; rows may log different quantities.
     Keys that index rather than measure (step, epoch, time, …) and non-numeric values are skipped.
@@ -651,7 +654,12 @@ def training_curves(history: Sequence[Mapping[str, Any]], *, title: str | None =
                 ax.ticklabel_format(axis="y", useOffset=False)
             ax.grid(True)
             ax.set_title(name)
-            if i >= k - cols:
+            note = (notes or {}).get(name)
+            if note:  # under the panel it is about, wrapped to the panel's width
+                import textwrap
+
+                ax.set_xlabel("step\n" + textwrap.fill(note, 52), fontsize=7, linespacing=1.3)
+            elif i >= k - cols:
                 ax.set_xlabel("step")
         if title:
             fig.suptitle(title)

@@ -35,6 +35,11 @@ def hostile_server(tmp_path_factory, bars):
     report = json.loads(metrics_path.read_text())
     report["notes"] = [PAYLOADS[2]]
     metrics_path.write_text(json.dumps(report))
+    # and a run whose config is not even JSON, whose name is fine but whose kind would be markup
+    import shutil
+
+    shutil.copytree(run.path, root / "runs" / "broken")
+    (root / "runs" / "broken" / "config.json").write_text('{"name": "broken", "kind": "<img src=x onerror=window.__pwned=4>"}')
     yield from _serve(root)
 
 
@@ -71,6 +76,19 @@ def test_hostile_notes_are_text_in_the_metrics_view(page, hostile_server, shot, 
     assert PAYLOADS[2] in page.locator("#metrics-view").inner_text()
     assert page.locator("#metrics-view svg[onload]").count() == 0
     shot()
+    _no_script_ran(page)
+
+
+def test_a_bad_run_is_listed_as_bad_and_the_others_open(page, hostile_server, shot, frontend):
+    page.goto(f"{hostile_server}/?view=runs")
+    page.wait_for_selector("body[data-ready=runs]")
+    rows = {tr.locator("td").first.inner_text(): tr for tr in page.locator("#runs-table tbody tr").all()}
+    assert set(rows) == {"h", "broken"}
+    assert rows["broken"].locator("td.status").inner_text() == "bad" and rows["h"].locator("td.status").inner_text() == "evaluated"
+    assert "run config" in page.locator(".run-error").inner_text() and "is invalid at kind" in page.locator(".run-error").inner_text()
+    shot()
+    rows["h"].click()
+    page.wait_for_selector("body[data-ready=map]")
     _no_script_ran(page)
 
 

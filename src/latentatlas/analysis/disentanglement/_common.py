@@ -74,10 +74,16 @@ def histogram_discretize(codes, num_bins: int = 20) -> np.ndarray:
 
 
 def _discretize(z: np.ndarray, num_bins: int) -> np.ndarray:
+    """np.digitize(z_i, np.histogram_bin_edges(z_i, num_bins)[:-1]) per column, without the per-call
+    checks of np.histogram_bin_edges (the edges are the same linspace over the column's range)."""
     out = np.empty(z.shape, dtype=np.int64)
+    lows, highs = z.min(axis=0), z.max(axis=0)
     for i in range(z.shape[1]):
-        edges = np.histogram_bin_edges(z[:, i], bins=num_bins)
-        out[:, i] = np.digitize(z[:, i], edges[:-1])
+        first, last = float(lows[i]), float(highs[i])
+        if first == last:  # as np.histogram_bin_edges does for a constant column
+            first, last = first - 0.5, last + 0.5
+        edges = np.linspace(first, last, num_bins + 1, endpoint=True)
+        out[:, i] = np.searchsorted(edges[:-1], z[:, i], side="right")
     return out
 
 
@@ -94,27 +100,48 @@ def _dense_labels(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _mi_from_labels(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> float:
     """Plug-in mutual information in nats between two label vectors (= sklearn mutual_info_score)."""
-    n = a.shape[0]
-    joint = np.bincount(a * nb + b, minlength=na * nb).reshape(na, nb).astype(np.float64)
-    rows, cols = np.nonzero(joint)
-    pij = joint[rows, cols]
-    pa = joint.sum(axis=1)
-    pb = joint.sum(axis=0)
-    if np.count_nonzero(pa) <= 1 or np.count_nonzero(pb) <= 1:
-        return 0.0  # a constant variable shares no information (exactly, not up to rounding)
-    mi = np.sum(pij / n * (np.log(pij) + math.log(n) - np.log(pa[rows]) - np.log(pb[cols])))
-    return max(float(mi), 0.0)
+    joint = np.bincount(a * nb + b, minlength=na * nb).reshape(1, na, nb).astype(np.float64)
+    return float(_mi_of_blocks(joint, np.array([0, nb]), a.shape[0])[0, 0])
+
+
+def _mi_of_blocks(joint: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
+    """(D, K) plug-in mutual information in nats from D contingency tables of counts (D, rows, width)
+    whose column blocks [offsets[j], offsets[j+1]) each sum to n: sklearn's `mutual_info_score` formula,
+    sum p_ab (log p_ab + log n - log p_a - log p_b), clipped at 0 and exactly 0 when either variable is
+    constant."""
+    starts = offsets[:-1]
+    sizes = np.diff(offsets)
+    pa = np.add.reduceat(joint, starts, axis=2)  # (D, rows, K): each block's row sums
+    pb = joint.sum(axis=1)  # (D, width)
+    pa_wide = np.repeat(pa, sizes, axis=2)  # p_a beside every cell of its block
+    nz = joint > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(
+            nz, joint / n * (np.log(joint) + math.log(n) - np.log(pa_wide) - np.log(pb)[:, None, :]), 0.0
+        )
+    mi = np.maximum(np.add.reduceat(terms.sum(axis=1), starts, axis=1), 0.0)
+    constant = (np.count_nonzero(pa, axis=1) <= 1) | (np.add.reduceat(pb > 0, starts, axis=1) <= 1)
+    mi[constant] = 0.0  # a constant variable shares no information (exactly, not up to rounding)
+    return mi
 
 
 def _mi_matrix(zd: np.ndarray, yd: np.ndarray, y_sizes: np.ndarray, num_bins: int) -> np.ndarray:
-    m = np.zeros((zd.shape[1], yd.shape[1]))
-    for i in range(zd.shape[1]):
-        for j in range(yd.shape[1]):
-            m[i, j] = _mi_from_labels(zd[:, i], num_bins + 1, yd[:, j], int(y_sizes[j]))
-    return m
+    """(D, K) plug-in mutual information (disentanglement_lib's, = sklearn mutual_info_score) between
+    binned code dims (labels 0..num_bins) and dense factor labels; one bincount per code dim covers all
+    factors at once."""
+    n, d = zd.shape
+    na = num_bins + 1
+    offsets = np.concatenate([[0], np.cumsum(np.asarray(y_sizes, dtype=np.int64))])
+    width = int(offsets[-1])
+    shifted = yd + offsets[:-1]  # factor j's labels occupy columns offsets[j] .. offsets[j+1]-1
+    joint = np.empty((d, na, width))
+    for i in range(d):
+        joint[i] = np.bincount((zd[:, i, None] * width + shifted).ravel(), minlength=na * width).reshape(na, width)
+    return _mi_of_blocks(joint, offsets, n)
 
 
 def _entropies(yd: np.ndarray, y_sizes: np.ndarray) -> np.ndarray:
+    """(K,) plug-in entropy in nats of each factor."""
     h = np.zeros(yd.shape[1])
     for j in range(yd.shape[1]):
         p = np.bincount(yd[:, j], minlength=int(y_sizes[j])).astype(np.float64) / yd.shape[0]

@@ -77,6 +77,11 @@ def sae_train(
 
     if resume and not name:
         raise LatentAtlasError("--resume needs --name to say which SAE run to continue")
+    # a flag typed for another architecture would be ignored without a word
+    if l1_coeff is not None and arch != "relu":
+        raise LatentAtlasError(f"--l1-coeff weights the L1 penalty of a relu SAE; a {arch} SAE has none (leave it out)")
+    if l0_coeff is not None and arch != "jumprelu":
+        raise LatentAtlasError(f"--l0-coeff weights the L0 penalty of a jumprelu SAE; a {arch} SAE has none (leave it out)")
     run, result = train_sae(activations, arch, expansion=expansion, k=k, steps=steps, batch_size=batch_size, lr=lr,
                             grad_clip=grad_clip or None, l1_coeff=l1_coeff, l0_coeff=l0_coeff, holdout_shards=holdout_shards, seed=seed, name=name,
                             atlas=atlas, resume=resume, checkpoint_every=checkpoint_every, device=device, progress=not quiet)

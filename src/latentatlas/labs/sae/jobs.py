@@ -228,12 +228,8 @@ def check_sae_settings(arch: str, d: int, expansion: int, k: int | None, l1_coef
     if arch in ("topk", "batchtopk") and k is not None:
         check_int(k, "--k", 1, d_sae)
     if l1_coeff is not None:
-        if arch != "relu":
-            raise LatentAtlasError(f"--l1-coeff weights the L1 penalty of a relu SAE; a {arch} SAE has none (leave it out)")
         check_float(l1_coeff, "--l1-coeff", 0.0)
     if l0_coeff is not None:
-        if arch != "jumprelu":
-            raise LatentAtlasError(f"--l0-coeff weights the L0 penalty of a jumprelu SAE; a {arch} SAE has none (leave it out)")
         check_float(l0_coeff, "--l0-coeff", 0.0)
 
 

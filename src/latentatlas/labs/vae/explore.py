@@ -67,6 +67,10 @@ class VAEExplorer:
                 if not self.has_latents:
                     raise NotFound(f"run '{self.run.name}' has no latents yet; run `latentatlas eval {self.run.name}`.")
                 arrays, rows = self.run.read_latents("eval")
+                width = (self.config.get("model") or {}).get("latent_dim")
+                if isinstance(width, int) and arrays["mu"].shape[1] != width:
+                    raise LatentAtlasError(f"run '{self.run.name}' stores latents of width {arrays['mu'].shape[1]} for a model of {width} "
+                                           f"latent dims; re-run `latentatlas eval {self.run.name}`")
                 self._latents = Latents(mu=np.ascontiguousarray(arrays["mu"], dtype=np.float32), logvar=arrays.get("logvar"),
                                         recon_nll=arrays.get("recon_nll"), rows=rows)
             return self._latents

@@ -21,6 +21,15 @@ from ...analysis.traversal import (
 from ...atlas import Run
 
 
+# What the β-TCVAE's logged terms are (docs/metrics.md): estimates on a minibatch of 64, not measurements.
+TRAINING_NOTES = {
+    "tc": "minibatch-weighted estimate on each batch of 64: shifted by +(D−1)·log N (not 0 for a factorised code) "
+          "and biased upwards by up to several nats as posteriors sharpen; the TC to report is eval's total_correlation",
+    "mi": "index-code MI, minibatch-weighted estimate: shifted by +log N",
+    "dwkl": "dimension-wise KL, minibatch-weighted estimate: shifted by −D·log N",
+}
+
+
 @torch.no_grad()
 def _decode(model, z: np.ndarray, batch_size: int = 512) -> np.ndarray:
     dev = next(model.parameters()).device
@@ -107,5 +116,5 @@ def write_run_figures(run: Run, model, data, idx: np.ndarray, enc: dict[str, np.
 
     history = run.read_history()
     if history:
-        save(F.training_curves(history), "training_curves.png")
+        save(F.training_curves(history, notes=TRAINING_NOTES), "training_curves.png")
     return written

@@ -135,7 +135,7 @@ FULL_SCORES = {
     "factor_vae": dict(batch_size=64, num_train=10000, num_eval=5000, num_variance_estimate=10000),
 }
 _RENAME = {"dci_informativeness_test": "dci_informativeness"}
-HEADLINE = ("recon_error", "kl", "elbo", "active_units", "aggregate_kl", "mig", "dci_disentanglement",
+HEADLINE = ("recon_error", "kl", "elbo", "active_units", "aggregate_kl", "total_correlation", "mig", "dci_disentanglement",
             "dci_completeness", "dci_informativeness", "sap", "modularity", "explicitness", "beta_vae", "factor_vae")
 
 
@@ -223,6 +223,8 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
         metrics["kl"] = _est(vm.kl_total(mu, logvar, rng=rng))
         metrics["elbo"] = _est(vm.elbo(enc["recon_nll"], vm.kl_per_sample(mu, logvar), rng=rng))
         metrics["aggregate_kl"] = _est(vm.aggregate_posterior_kl(mu, logvar, rng=rng))
+        # the total correlation from the whole evaluated sample, not the training log's batch of 64
+        metrics["total_correlation"] = _est(vm.total_correlation(mu, logvar, dataset_size=len(data), rng=rng))
     au = vm.active_units(mu, rng=rng)
     metrics["active_units"] = _est(au)
     timings["vae_metrics"] = time.perf_counter() - t_start - sum(timings.values())

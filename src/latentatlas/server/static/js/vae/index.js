@@ -74,5 +74,8 @@ export async function charts(ctx, m, history, Plotly) {
   }
   const keys = ["loss", "recon", "kl", "tc"].filter((k) => history.some((r) => k in r));
   Plotly.newPlot("curves", keys.map((k) => ({ type: "scatter", mode: "lines", name: k, x: history.map((r) => r.step), y: history.map((r) => r[k]) })),
-    { title: { text: "training curves", font: { size: 13 } }, yaxis: { type: "log" }, margin: { l: 50, r: 10, t: 36, b: 30 }, font: FONT }, PLOT_CONFIG);
+    { title: { text: "training curves", font: { size: 13 } }, yaxis: { type: "log" }, margin: { l: 50, r: 10, t: 36, b: keys.includes("tc") ? 60 : 30 }, font: FONT,
+      // the β-TCVAE's terms are estimates on each minibatch of 64, biased upwards by up to several nats (docs/metrics.md)
+      annotations: keys.includes("tc") ? [{ text: "tc: minibatch estimate on batches of 64, shifted by +(D−1)·log N and biased upwards by up to several nats; eval's total_correlation is the TC to report",
+        xref: "paper", yref: "paper", x: 0, y: -0.28, showarrow: false, xanchor: "left", font: { size: 10, color: "#777" } }] : [] }, PLOT_CONFIG);
 }
