@@ -297,7 +297,7 @@ CASES = [
     *_opt(SAE_TRAIN, "--grad-clip", ["-1", "nan"]),
     *_opt([*SAE_TRAIN, "--arch", "relu"], "--l1-coeff", ["-1", "nan", "inf"], label="sae train --arch relu"),
     *_opt([*SAE_TRAIN, "--arch", "jumprelu"], "--l0-coeff", ["-1", "nan", "inf"], label="sae train --arch jumprelu"),
-    *_opt(SAE_TRAIN, "--holdout-shards", ["-1", "4", I64]),
+    *_opt(SAE_TRAIN, "--holdout", ["-1", "0.9", "nan", "inf", "x"]),
     *_opt(SAE_TRAIN, "--seed", ["-1", I64]),
     *_opt(SAE_TRAIN, "--checkpoint-every", ["0"]),
     ("sae train --name ''", [*SAE_TRAIN, "--name", ""], ("--name", "is empty")),

@@ -170,11 +170,28 @@ def test_shuffled_batches_are_a_function_of_the_step(tiny, tmp_path):
     shard_of = np.searchsorted([s.first_row for s in store.shards], first, side="right") - 1
     assert len(np.unique(shard_of)) == len(store.shards)
     assert not np.array_equal(np.concatenate(seq)[store.n_tokens : 2 * store.n_tokens], epoch)
-    # a subset of shards (the training shards) is all a subset run ever sees
-    sub = ShuffledBatches(store, 64, seed=3, shards=[0, 2])
-    allowed = np.concatenate([np.arange(s.first_row, s.first_row + s.rows) for s in (store.shards[0], store.shards[2])])
+    # the training range (rows before the held-out range, cutting a shard in two) is all a run ever sees,
+    # each of its rows once per epoch
+    stop = store.shards[2].first_row + 7
+    sub = ShuffledBatches(store, 64, seed=3, stop=stop)
     drawn = np.concatenate([sub.indices(t) for t in range(8)])
-    assert np.isin(drawn, allowed).all() and len(np.unique(drawn[: len(allowed)])) == len(allowed)
+    assert drawn.max() < stop and sorted(drawn[:stop].tolist()) == list(range(stop))
+    # a range that ends where whole shards end draws what the shard-based holdout drew (old runs resume alike)
+    whole = ShuffledBatches(store, 64, seed=3, stop=store.shards[2].first_row)
+    assert whole.total == store.shards[2].first_row
+
+
+def test_document_start_and_chunks_from_a_row(tiny, tmp_path):
+    store = capture_store(tiny["bert"], 1, tiny["corpus"], tokens=500, name="s", atlas=tmp_path, shard_tokens=100, batch_size=4, progress=False)
+    toks = store.tokens()
+    for row in (0, 1, 137, store.n_tokens - 1):
+        first, doc = store.document_start(row)
+        assert toks["doc"].iloc[row] == doc and toks["doc"].iloc[first] == doc
+        assert first == 0 or toks["doc"].iloc[first - 1] != doc
+    start = store.shards[1].first_row + 5
+    got = np.concatenate([a for _, a in store.iter_chunks(rows=16, start=start, limit=50)])
+    np.testing.assert_array_equal(got, store.rows(np.arange(start, start + 50)))
+    assert next(store.iter_chunks(rows=16, start=start))[0] == start
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000, 4097])

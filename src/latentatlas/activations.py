@@ -133,12 +133,15 @@ class ActivationStore:
             self.shard_array(i, verify=True)
             self.shard_tokens(i)
 
-    def iter_chunks(self, rows: int = 8192, limit: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first_row, array)`` pieces of at most ``rows`` rows, in store order, one shard in memory."""
+    def iter_chunks(self, rows: int = 8192, limit: int | None = None, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first_row, array)`` pieces of at most ``rows`` rows, in store order from global row ``start``,
+        at most ``limit`` rows in all, one shard in memory."""
         done = 0
         for i, s in enumerate(self.shards):
+            if s.first_row + s.rows <= start:
+                continue
             arr = self.shard_array(i)
-            for a in range(0, s.rows, rows):
+            for a in range(max(0, start - s.first_row), s.rows, rows):
                 piece = arr[a : a + rows]
                 if limit is not None and done + len(piece) > limit:
                     piece = piece[: limit - done]
@@ -205,6 +208,16 @@ class ActivationStore:
         if table.num_rows != self.shards[i].rows:
             raise LatentAtlasError(f"token table '{path}' has {table.num_rows} rows, expected {self.shards[i].rows}")
         return table.to_pandas()
+
+    def document_start(self, row: int) -> tuple[int, int]:
+        """``(first row, doc id)`` of the document that holds global row ``row`` (shards hold whole
+        documents, so only that shard's token table is read)."""
+        if not 0 <= row < self.n_tokens:
+            raise LatentAtlasError(f"row {row} is outside store '{self.name}' ({self.n_tokens} tokens)")
+        i = int(np.searchsorted(self._starts, row, side="right") - 1)
+        docs = self.shard_tokens(i)["doc"].to_numpy()
+        doc = docs[row - self.shards[i].first_row]
+        return self.shards[i].first_row + int(np.flatnonzero(docs == doc)[0]), int(doc)
 
     def tokens(self):
         """Every activation's token metadata (doc, pos, token_id, token, norm), in store order."""
@@ -341,12 +354,17 @@ class ShuffledBatches:
     (docs/benchmarks.md).
     """
 
-    def __init__(self, store: ActivationStore, batch_size: int, seed: int, shards: list[int] | None = None):
+    def __init__(self, store: ActivationStore, batch_size: int, seed: int, stop: int | None = None):
+        """Batches of rows ``[0, stop)`` of the store (default: all of it); the rows from ``stop`` on are
+        the held-out range."""
         self.store = store
-        self.ids = np.arange(len(store.shards)) if shards is None else np.asarray(shards, dtype=np.int64)
+        stop = store.n_tokens if stop is None else int(stop)
+        if not 0 <= stop <= store.n_tokens:
+            raise LatentAtlasError(f"the training rows of store '{store.name}' end at {stop}, outside its {store.n_tokens} tokens")
+        self.ids = np.array([i for i, s in enumerate(store.shards) if s.first_row < stop], dtype=np.int64)
         self.batch_size = batch_size
         self.seed = seed
-        rows = np.array([store.shards[i].rows for i in self.ids], dtype=np.int64)
+        rows = np.array([min(store.shards[i].rows, stop - store.shards[i].first_row) for i in self.ids], dtype=np.int64)
         self.total = int(rows.sum())
         if self.total < 1:
             raise LatentAtlasError(f"activation store '{store.name}' has no tokens to train on")

@@ -166,6 +166,7 @@ class MetricsReport(_Open):
     kl_per_dim: list[Number] | None = Field(None, max_length=MAX_WIDTH)
     frontier: list[FrontierPoint] | None = Field(None, max_length=1000)
     density_histogram: DensityHistogram | None = None
+    held_out: StrictBool | None = None
     model_config = ConfigDict(extra="allow", strict=False)
 
     @field_validator("metrics", "headline")

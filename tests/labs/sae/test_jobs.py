@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import sigkill_at_checkpoint
 
+from latentatlas.activations import ShuffledBatches
 from latentatlas.atlas import Atlas
 from latentatlas.errors import LatentAtlasError
 from latentatlas.labs.sae.jobs import capture_store, evaluate_sae, train_sae
@@ -145,9 +146,11 @@ def test_each_arch_trains_on_a_store_and_beats_the_mean(store, arch):
                          l0_coeff=0.01, l1_coeff=0.5)
     report = evaluate_sae(run, progress=False)
     m = report["metrics"]
-    shards = Atlas(store).activations("acts").shards
-    held = report["shards"]  # evaluated on the held-out tail: the last shards, at least 5% of the tokens
-    assert held and held[-1] == len(shards) - 1 and sum(shards[i].rows for i in held) >= 0.05 * 1200
+    acts = Atlas(store).activations("acts")
+    lo, hi = report["rows"]  # evaluated on the held-out tail: at least 5% of the tokens, from a document's start
+    held = run.config()["data"]["holdout"]
+    assert report["held_out"] and hi == acts.n_tokens and lo == held["from_row"] and hi - lo >= 0.05 * acts.n_tokens
+    assert acts.document_start(lo)[0] == lo and not any("NOT HELD OUT" in n for n in report["notes"])
     assert m["fvu"]["value"] < 0.6, m["fvu"]
     assert 0 < m["l0"]["value"] < 128
     if arch == "topk":
@@ -292,3 +295,32 @@ def test_topk_sparse_decoding_equals_the_dense_computation():
     assert out["mse"].item() == pytest.approx(mse.item(), rel=1e-5)
     for n, p in sae.named_parameters():
         torch.testing.assert_close(sparse_grads[n], p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_a_small_store_still_holds_out_a_token_range_and_training_never_sees_it(tiny_tf, tmp_path):
+    # two shards: the shard-based holdout of before held nothing out here
+    store = capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=400, name="two", atlas=tmp_path, shard_tokens=200, batch_size=4,
+                          progress=False)
+    assert len(store.shards) == 2
+    run, _ = train_sae("two", "topk", expansion=2, k=4, steps=5, batch_size=64, atlas=tmp_path, progress=False)
+    held = run.config()["data"]["holdout"]
+    assert 0 < held["tokens"] < 0.5 * store.n_tokens and held["from_row"] + held["tokens"] == store.n_tokens
+    source = ShuffledBatches(store, 64, 0, stop=held["from_row"])
+    assert max(source.indices(t).max() for t in range(20)) < held["from_row"]
+    report = evaluate_sae(run, progress=False, downstream=False, features=False)
+    assert report["held_out"] and report["rows"] == [held["from_row"], store.n_tokens]
+    assert report["n"] == held["tokens"]
+
+
+def test_no_holdout_is_said_loudly_and_a_tiny_store_is_refused(tiny_tf, tmp_path):
+    store = capture_store(tiny_tf["bert"], 1, tiny_tf["corpus"], tokens=400, name="two", atlas=tmp_path, shard_tokens=200, batch_size=4,
+                          progress=False)
+    run, _ = train_sae("two", "topk", expansion=2, k=4, steps=5, batch_size=64, atlas=tmp_path, progress=False, holdout=0, name="all")
+    report = evaluate_sae(run, progress=False, downstream=False, features=False)
+    assert not report["held_out"] and report["rows"] == [0, store.n_tokens] and report["notes"][0].startswith("NOT HELD OUT")
+    # a store of one document cannot be cut at a document boundary
+    (tmp_path / "one.txt").write_text("the one document of this corpus, long enough to make a few dozen tokens of activations " * 3)
+    capture_store(tiny_tf["bert"], 1, str(tmp_path / "one.txt"), tokens=400, name="one", atlas=tmp_path, batch_size=4, progress=False)
+    with pytest.raises(LatentAtlasError, match="'one' .* too small to hold out 5%.*--holdout 0"):
+        train_sae("one", "topk", expansion=2, k=4, steps=5, batch_size=64, atlas=tmp_path, progress=False, name="single")
+    assert not Atlas(tmp_path).has_run("single")

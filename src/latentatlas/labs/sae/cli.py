@@ -63,7 +63,7 @@ def sae_train(
     grad_clip: float = typer.Option(1.0, "--grad-clip", min=0, help="Clip the gradient's global norm to this (0: no clipping)."),
     l1_coeff: Optional[float] = typer.Option(None, "--l1-coeff", help="relu: L1 weight λ (default 5)."),
     l0_coeff: Optional[float] = typer.Option(None, "--l0-coeff", help="jumprelu: L0 weight λ (default 0.5)."),
-    holdout_shards: Optional[int] = typer.Option(None, "--holdout-shards", help="Shards kept for eval (default: the last shards holding 5% of the tokens, if the store has ≥ 5)."),
+    holdout: float = typer.Option(0.05, "--holdout", min=0.0, max=0.5, help="Share of the store's tokens held out for eval: its last documents, cut at a document boundary (0: none, eval then scores training tokens)."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: sae-ARCH-STORE)."),
     atlas: Optional[str] = AtlasOpt,
@@ -83,11 +83,17 @@ def sae_train(
     if l0_coeff is not None and arch != "jumprelu":
         raise LatentAtlasError(f"--l0-coeff weights the L0 penalty of a jumprelu SAE; a {arch} SAE has none (leave it out)")
     run, result = train_sae(activations, arch, expansion=expansion, k=k, steps=steps, batch_size=batch_size, lr=lr,
-                            grad_clip=grad_clip or None, l1_coeff=l1_coeff, l0_coeff=l0_coeff, holdout_shards=holdout_shards, seed=seed, name=name,
+                            grad_clip=grad_clip or None, l1_coeff=l1_coeff, l0_coeff=l0_coeff, holdout=holdout, seed=seed, name=name,
                             atlas=atlas, resume=resume, checkpoint_every=checkpoint_every, device=device, progress=not quiet)
     how = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
     last = "  ".join(f"{k_} {v:.3g}" for k_, v in result.last.items() if k_ in ("l0", "fvu", "dead"))
-    console().print(f"trained [bold]{esc(run.name)}[/] for {result.steps_done} steps{how} in {result.seconds:.1f} s ({last}) → {esc(run.path)}")
+    con = console()
+    con.print(f"trained [bold]{esc(run.name)}[/] for {result.steps_done} steps{how} in {result.seconds:.1f} s ({last}) → {esc(run.path)}")
+    held = (run.config().get("data") or {}).get("holdout") or {}
+    if held.get("tokens"):
+        con.print(f"held out for eval: the last {held['tokens']:,} tokens of '{esc(activations)}' (from document {held['from_doc']})")
+    elif not resume:
+        con.print("[bold red]warning:[/] nothing was held out (--holdout 0); `sae eval` will score tokens this SAE was trained on")
 
 
 @app.command("sweep")
@@ -135,7 +141,7 @@ def sae_sweep(
 @app.command("eval")
 def sae_eval(
     run: str = typer.Argument(..., help="SAE run name."),
-    activations: Optional[str] = typer.Option(None, "--activations", callback=nonempty, help="Evaluate on another store (default: the run's held-out shards)."),
+    activations: Optional[str] = typer.Option(None, "--activations", callback=nonempty, help="Evaluate on another store (default: the run's held-out range)."),
     tokens: int = typer.Option(200_000, "--tokens", min=1, max=MAX_TOKENS, help="Evaluate on at most this many tokens."),
     feature_tokens: int = typer.Option(200_000, "--feature-tokens", min=1, max=MAX_TOKENS, help="Tokens (from the store's start) the feature tables scan."),
     downstream: bool = typer.Option(True, "--downstream/--no-downstream", help="Splice the SAE into the model (embedding cosine, CE recovered)."),
@@ -158,5 +164,8 @@ def sae_eval(
     con = console()
     metrics_table(f"{the_run.name} — {report['n']:,} tokens of {report['activations']}", report["metrics"], con)
     for note in report["notes"]:
-        con.print(f"[yellow]note:[/] {esc(note)}")
+        if note.startswith("NOT HELD OUT"):
+            con.print(f"[bold red]warning:[/] {esc(note)}")
+        else:
+            con.print(f"[yellow]note:[/] {esc(note)}")
     con.print(f"metrics → {esc(the_run.path / 'metrics.json')}")

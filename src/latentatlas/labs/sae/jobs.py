@@ -8,6 +8,7 @@ everything in the atlas: ``activations/<name>/`` and ``runs/<name>/`` (kind ``sa
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from typing import Any
@@ -96,24 +97,30 @@ def capture_store(
         raise
 
 
-def _holdout(store: ActivationStore, requested: int | None) -> int:
-    """Shards kept out of training for evaluation. By default, when the store has at least five shards,
-    the fewest last shards that hold at least 5% of its tokens (the very last one may be a short
-    remainder); otherwise none."""
-    n = len(store.shards)
-    if requested is None:
-        h = 0
-        if n >= 5:
-            rows = [s.rows for s in store.shards]
-            h, held = 0, 0
-            while held < 0.05 * sum(rows) and h < n - 1:
-                h += 1
-                held += rows[-h]
-    else:
-        h = requested
-    if not 0 <= h < n:
-        raise LatentAtlasError(f"--holdout-shards must be between 0 and {n - 1} for store '{store.name}' ({n} shards), got {h}")
-    return h
+NOT_HELD_OUT = ("NOT HELD OUT: this SAE was trained on every token of its store (--holdout 0), so these metrics score tokens "
+                "it was trained on and flatter it; train with a held-out range (the default) to measure it")
+HOLDOUT = 0.05  # the default share of a store's tokens held out for `sae eval`
+MIN_HOLDOUT = 4096
+
+
+def holdout_range(store: ActivationStore, fraction: float) -> dict[str, Any]:
+    """The held-out range of a store: its last tokens, at least ``fraction`` of them (and at least 4,096,
+    or a fifth of a smaller store), starting at a document boundary (so no document is split between training and evaluation). Training sees rows
+    ``[0, from_row)``, `sae eval` scores rows ``[from_row, n)``. ``fraction`` 0 holds nothing out (eval then
+    says loudly that it scored training tokens)."""
+    check_float(fraction, "--holdout", 0.0, 0.5)
+    n = store.n_tokens
+    if fraction == 0:
+        return {"fraction": 0.0, "from_row": n, "tokens": 0, "from_doc": None}
+    # at least 4,096 tokens (or a fifth of a smaller store) whatever the fraction, so that the block
+    # bootstrap of the eval's intervals has blocks to resample
+    want = max(1, math.ceil(fraction * n), min(MIN_HOLDOUT, n // 5))
+    cut, doc = store.document_start(n - want)
+    if cut == 0 or n - cut > 0.5 * n:
+        raise LatentAtlasError(f"activation store '{store.name}' ({n:,} tokens) is too small to hold out {fraction:.0%} of its tokens "
+                               f"at a document boundary (its last documents span {n - cut:,} tokens); capture more tokens, or pass "
+                               "--holdout 0 to train on all of them (eval then scores tokens the SAE was trained on)")
+    return {"fraction": float(fraction), "from_row": int(cut), "tokens": int(n - cut), "from_doc": doc}
 
 
 def train_sae(
@@ -133,7 +140,7 @@ def train_sae(
     dead_tokens: int | None = None,
     normalize_input: bool = True,
     grad_clip: float | None = 1.0,
-    holdout_shards: int | None = None,
+    holdout: float = HOLDOUT,
     seed: int = 0,
     name: str | None = None,
     atlas: Atlas | str | None = None,
@@ -161,9 +168,9 @@ def train_sae(
                 raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume")
             torch.manual_seed(train_cfg.seed)
             model = build(config_from_dict("sae", cfg.get("model") or {}))
-            holdout = _holdout(store, data["holdout_shards"])
-            _init(model, store, holdout, train_cfg.seed)
-            source = _batches(store, train_cfg.batch_size, train_cfg.seed, holdout)
+            stop = train_rows(run, data, store)
+            _init(model, store, stop, train_cfg.seed)
+            source = ShuffledBatches(store, train_cfg.batch_size, train_cfg.seed, stop=stop)
             return run, fit(model, source, run, train_cfg, resume=True, progress=progress, on_step=on_step)
 
     from ...models.sae import ARCHS
@@ -174,7 +181,7 @@ def train_sae(
     if not store.complete:
         raise LatentAtlasError(f"activation store '{activations}' is incomplete; finish it with `latentatlas capture --resume --name {activations} …`")
     check_sae_settings(arch, store.d, expansion, k, l1_coeff, l0_coeff, batch_size)
-    holdout = _holdout(store, holdout_shards)
+    held = holdout_range(store, holdout)
     defaults = SAEConfig()
     try:
         model_cfg = SAEConfig(
@@ -195,18 +202,18 @@ def train_sae(
     name = name or atlas.unique_run_name(f"sae-{arch}-{activations}")
     torch.manual_seed(seed)
     model = build(model_cfg)
-    _init(model, store, holdout, seed)
+    _init(model, store, held["from_row"], seed)
     config: dict[str, Any] = {
         "name": name, "kind": "sae", "model": config_to_dict(model_cfg), "train": train_cfg.to_dict(),
         "data": {"kind": "activations", "name": activations, "d": store.d, "tokens": store.n_tokens,
-                 "holdout_shards": holdout, "shuffle": "global", "store_model": store.index.get("model"), "layer": store.index.get("layer")},
+                 "holdout": held, "shuffle": "global", "store_model": store.index.get("model"), "layer": store.index.get("layer")},
         "versions": {"latentatlas": __version__, "torch": torch.__version__},
         "created_at": now_iso(),
     }
     run = atlas.create_run(name, config)
     try:
         with run.lock():
-            source = _batches(store, batch_size, seed, holdout)
+            source = ShuffledBatches(store, batch_size, seed, stop=held["from_row"])
             result = fit(model, source, run, train_cfg, resume=False, progress=progress, on_step=on_step)
     except BaseException:
         if not (run.has_checkpoint or run.has_model):
@@ -235,27 +242,42 @@ def check_sae_settings(arch: str, d: int, expansion: int, k: int | None, l1_coef
 
 def sae_data(run: Run, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``data`` section of an SAE run's config, checked (the config is untrusted): the store's name and
-    how many of its shards were held out."""
+    its held-out range (``holdout``; runs made before it held out whole shards, ``holdout_shards``)."""
     cfg = run.config() if cfg is None else cfg
     data = cfg.get("data")
     name = data.get("name") if isinstance(data, dict) else None
-    holdout = data.get("holdout_shards", 0) if isinstance(data, dict) else None
-    if not (isinstance(name, str) and is_name(name)) or isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 0:
-        raise LatentAtlasError(f"run '{run.name}' config's data section should name its activation store and its held-out shards; "
+    ok = isinstance(name, str) and is_name(name)
+    if ok and "holdout" in data:
+        held = data["holdout"]
+        row = held.get("from_row") if isinstance(held, dict) else None
+        ok = isinstance(row, int) and not isinstance(row, bool) and row >= 0
+    elif ok:
+        h = data.get("holdout_shards", 0)
+        ok = isinstance(h, int) and not isinstance(h, bool) and h >= 0
+    if not ok:
+        raise LatentAtlasError(f"run '{run.name}' config's data section should name its activation store and its held-out range; "
                                "the config is damaged")
     return data
 
 
-def _batches(store: ActivationStore, batch_size: int, seed: int, holdout: int) -> ShuffledBatches:
-    return ShuffledBatches(store, batch_size, seed, shards=list(range(len(store.shards) - holdout)))
+def train_rows(run: Run, data: dict[str, Any], store: ActivationStore) -> int:
+    """Where run's training rows end in ``store`` (its held-out range begins there)."""
+    if "holdout" in data:
+        stop = data["holdout"]["from_row"]
+    else:
+        h = data.get("holdout_shards", 0)
+        stop = store.shards[len(store.shards) - h].first_row if 0 < h < len(store.shards) else (store.n_tokens if h == 0 else -1)
+    if not 0 < stop <= store.n_tokens:
+        raise LatentAtlasError(f"run '{run.name}' holds out rows from {stop} of store '{store.name}', which has {store.n_tokens:,} tokens; "
+                               "the config does not match the store")
+    return stop
 
 
-def _init(model, store: ActivationStore, holdout: int, seed: int, rows: int = 65536) -> None:
+def _init(model, store: ActivationStore, stop: int, seed: int, rows: int = 65536) -> None:
     """Input scale and b_dec from a seeded sample of training rows (the same sample on resume)."""
     import torch
 
-    n = sum(s.rows for s in store.shards[: len(store.shards) - holdout])
-    idx = np.sort(np.random.default_rng([seed, 7]).choice(n, size=min(rows, n), replace=False))
+    idx = np.sort(np.random.default_rng([seed, 7]).choice(stop, size=min(rows, stop), replace=False))
     model.init_from_data(torch.from_numpy(store.rows(idx)))
 
 
@@ -301,39 +323,33 @@ def evaluate_sae(
     store = atlas.activations(store_name)
     store.check_width(model.config.d_in, f"SAE '{run.name}'")
     notes = []
-    shards = list(range(len(store.shards)))
+    start, held_out = 0, True
     if activations is None or activations == data["name"]:
-        h = data.get("holdout_shards", 0)
-        if h:
-            shards = shards[-h:]
-        else:
-            notes.append("evaluated on tokens the SAE was trained on (the store had too few shards to hold one out)")
+        start = train_rows(run, data, store)
+        if start >= store.n_tokens:
+            start, held_out = 0, False
+            notes.append(NOT_HELD_OUT)
+    else:
+        notes.append(f"evaluated on store '{store_name}', not the run's own held-out range; it is held out only if that store "
+                     "shares no documents with the training store")
     dev = resolve_device(device)
     model.to(dev).eval()
-    n_eval = min(tokens, sum(store.shards[i].rows for i in shards))
+    n_eval = min(tokens, store.n_tokens - start)
     # bootstrap blocks of 1,024 tokens (several documents each); smaller on small evaluations, so that
     # there are at least ~50 blocks to resample
     stats = SAEStats(model.config.d_sae, block=int(min(1024, max(64, n_eval // 50))))
-    done = 0
     with progress_bar(progress, "tokens") as bar, torch.inference_mode():
         task = bar.add_task(f"evaluating {run.name}", total=n_eval)
-        for i in shards:
-            arr = store.shard_array(i)
-            for a in range(0, len(arr), batch_size):
-                x = torch.from_numpy(arr[a : a + batch_size][: tokens - done]).to(dev)
-                x_hat, f = model(x)
-                stats.update(x, x_hat, f)
-                done += len(x)
-                bar.update(task, completed=done)
-                if done >= tokens:
-                    break
-            if done >= tokens:
-                break
+        for _, a in store.iter_chunks(rows=batch_size, limit=n_eval, start=start):
+            x = torch.from_numpy(a).to(dev)
+            x_hat, f = model(x)
+            stats.update(x, x_hat, f)
+            bar.update(task, advance=len(x))
     metrics = {k: v.to_dict() for k, v in stats.result(rng=seed).items()}
     timings = {"reconstruction": time.perf_counter() - t0}
     if downstream:
         t1 = time.perf_counter()
-        found = _downstream(model, store, shards, stats, docs, dev, seed)
+        found = _downstream(model, store, start, stats, docs, dev, seed)
         if found is None:
             notes.append("no downstream fidelity: the store's model could not be loaded")
         else:
@@ -344,7 +360,7 @@ def evaluate_sae(
                                       "n": int(model.config.d_sae), "details": {"dead_tokens": model.config.dead_tokens}}
     report = {
         "run": run.name, "kind": "sae", "command": command or f"latentatlas sae eval {run.name}", "created_at": now_iso(),
-        "latentatlas": __version__, "activations": store_name, "shards": shards, "n": stats.n, "seed": seed,
+        "latentatlas": __version__, "activations": store_name, "rows": [start, start + stats.n], "held_out": held_out, "n": stats.n, "seed": seed,
         "metrics": metrics, "density_histogram": stats.density_histogram(),
         "headline": {k: metrics[k]["value"] for k in HEADLINE if k in metrics}, "notes": notes,
         "timings_s": {**{k: round(v, 3) for k, v in timings.items()}, "total": round(time.perf_counter() - t0, 3)},
@@ -398,8 +414,8 @@ def scan_features(run: Run, model=None, tokens: int = 200_000, device="cpu", see
     return meta
 
 
-def _downstream(model, store: ActivationStore, shards: list[int], stats, docs: int, device, seed: int):
-    """Splice the SAE into the store's own model over up to ``docs`` documents of ``shards``."""
+def _downstream(model, store: ActivationStore, start: int, stats, docs: int, device, seed: int):
+    """Splice the SAE into the store's own model over up to ``docs`` documents from row ``start`` on."""
     import torch
 
     from ...models.hf import load_transformer
@@ -409,10 +425,9 @@ def _downstream(model, store: ActivationStore, shards: list[int], stats, docs: i
     if not spec:
         return None
     tf = load_transformer(spec, device=device)
-    ids = set()
-    for i in shards:
-        s = store.shards[i]
-        ids.update(range(s.first_doc, s.first_doc + s.docs))
+    first_doc = store.document_start(start)[1] if start < store.n_tokens else 0
+    last = store.shards[-1]
+    ids = set(range(first_doc, last.first_doc + last.docs))
     table = store.documents()
     texts = table[table["doc"].isin(ids)].sort_values("doc")["text"].tolist()[:docs]
     if len(texts) < 2:

@@ -16,9 +16,13 @@ export async function metricsView(ctx, lab) {
   const rows = Object.entries(m.metrics).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v.value, 4)}</td>
     <td class="num">${v.ci_low === null ? "–" : `[${fmt(v.ci_low, 4)}, ${fmt(v.ci_high, 4)}]`}</td><td class="num">${esc(v.n ?? "")}</td></tr>`).join("");
   const what = lab.metricsSubject ? lab.metricsSubject(m) : `${m.n} samples`;
+  // a warning that changes how every number below reads is said above them, not in the grey notes
+  const loud = (m.notes || []).filter((n) => /^NOT HELD OUT/.test(n));
+  const quiet = (m.notes || []).filter((n) => !/^NOT HELD OUT/.test(n));
   view.innerHTML = `<h2>Metrics · ${esc(ctx.run)} · ${esc(what)}</h2>
+    ${loud.map((n) => `<p class="warn-banner" role="alert">${esc(n)}</p>`).join("")}
     <div class="grid2"><div class="card"><table id="metrics-table"><thead><tr><th>metric</th><th class="num">value</th><th class="num">95% CI</th><th class="num">n</th></tr></thead>
-    <tbody>${rows}</tbody></table><p class="muted" style="font-size:12px">Each metric's definition and interval: docs/metrics.md. ${esc((m.notes || []).join(" "))}</p></div>
+    <tbody>${rows}</tbody></table><p class="muted" style="font-size:12px">Each metric's definition and interval: docs/metrics.md. ${esc(quiet.join(" "))}</p></div>
     <div><div class="card"><div id="kl-chart" style="height:260px"></div></div><div class="card" style="margin-top:16px"><div id="curves" style="height:300px"></div></div></div></div>`;
   if (lab.charts) await lab.charts(ctx, m, history, await api.loadPlotly());
 }

@@ -29,7 +29,8 @@ export async function metricsView(ctx, m, el) {
   return true;
 }
 
-export const metricsSubject = (m) => `${Number(m.n).toLocaleString()} tokens of ${m.activations}`;
+export const metricsSubject = (m) =>
+  `${Number(m.n).toLocaleString()} ${m.held_out === true ? "held-out " : m.held_out === false ? "training " : ""}tokens of ${m.activations}`;
 
 export async function charts(ctx, m, history, Plotly) {
   if (m.density_histogram) {
