@@ -244,6 +244,12 @@ CASES = [
     ("vae train --resume of a missing run", ["vae", "train", "vae", "--resume", "--name", "nosuch", *A], ("'nosuch'",)),
     ("vae train --resume of a finished run", ["vae", "train", "vae", "--resume", "--name", "v", *A], ("'v'", "already finished")),
     ("vae train --resume of an SAE run", ["vae", "train", "vae", "--resume", "--name", "s", *A], ("'s'",)),
+    ("vae train --resume with other --steps", ["vae", "train", "vae", "--resume", "--name", "v", "--steps", "999", *A],
+     ("--resume continues run 'v'", "--steps 999 (the run has 2)")),
+    ("vae train --resume with another KIND and --data", ["vae", "train", "ae", "--resume", "--name", "v", "--data", "digits", *A],
+     ("KIND ae (the run has vae)", "--data digits")),
+    ("sae train --resume with another --k", ["sae", "train", "--activations", "acts", "--resume", "--name", "s", "--k", "999", *A],
+     ("--resume continues run 's'", "--k 999")),
     ("train (alias) --seed -1", ["train", *TRAIN[2:], "--seed", "-1"], ("--seed",)),
     ("train (alias) --latent-dim 0", ["train", *TRAIN[2:], "--latent-dim", "0"], ("--latent-dim",)),
     # ---- vae eval / eval ------------------------------------------------------------------------------

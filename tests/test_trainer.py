@@ -101,8 +101,12 @@ def test_resume_after_a_crash_gives_bitwise_identical_weights(atlas_dir, tiny_im
     for k in a:
         assert torch.equal(a[k], b[k]), k
     # history has each logged step exactly once
-    steps = [r["step"] for r in broken.read_history()]
+    rows = broken.read_history()
+    steps = [r["step"] for r in rows]
     assert steps == sorted(set(steps)) == list(range(5, 41, 5))
+    # and its time is the run's training time, continuing across the resume (never starting again at 0)
+    times = [r["time"] for r in rows]
+    assert times == sorted(times) and times[4] >= times[3] > 0
 
 
 def test_nan_loss_is_one_sentence(atlas_dir, tiny_images):

@@ -4,7 +4,11 @@ in metrics.json as provenance) and the metrics table. Used by the root ``cli.py`
 
 from __future__ import annotations
 
+import os
+
 import typer
+
+from .errors import LatentAtlasError
 
 def _atlas_option(value):
     """``--atlas ''`` would fall back to ./atlas without a word, and a file is no atlas."""
@@ -26,6 +30,32 @@ def nonempty(value):
     return value
 
 
+def given(ctx, *names: str) -> dict:
+    """The options among ``names`` the user typed (on the command line or through the environment), not
+    left at their defaults: what ``--resume`` must compare with the stored run."""
+    out = {}
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            out[name] = ctx.params[name]
+    return out
+
+
+def check_resume(run_name: str, differences: list[tuple[str, object, object]]) -> None:
+    """``--resume`` continues a run with its stored settings: an option typed with another value is said,
+    not silently replaced by the stored one. ``differences``: (option, typed, stored)."""
+    bad = [f"{opt} {typed} (the run has {stored})" for opt, typed, stored in differences if typed != stored]
+    if bad:
+        raise LatentAtlasError(f"--resume continues run '{run_name}' with its stored settings, but the command line asks for "
+                               f"{'; '.join(bad)}; leave {'them' if len(bad) > 1 else 'it'} out to continue the run, or train a new run "
+                               "under another --name")
+
+
+def Flag(default: bool, *names: str, help: str, **kw):
+    """An on/off option, shown in help as a flag (this typer prints ``<bool>`` beside a flag otherwise)."""
+    return typer.Option(default, *names, help=help, metavar="", **kw)
+
+
 AtlasOpt = typer.Option(None, "--atlas", callback=_atlas_option, help="Atlas folder (default: $LATENTATLAS_ATLAS or ./atlas).")
 
 ARGV: list[str] = []  # the arguments of this invocation, set by cli.main
@@ -38,7 +68,10 @@ def command_line() -> str:
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    con = Console(stderr=stderr, highlight=False)
+    if not con.is_terminal and "COLUMNS" not in os.environ:
+        con.width = 200  # into a file or a pipe: no 80-column truncation of tables ("stat…")
+    return con
 
 
 def esc(text: object) -> str:

@@ -18,7 +18,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from ._cli import ARGV, AtlasOpt, console, esc
+from ._cli import ARGV, AtlasOpt, Flag, console, esc
 from .errors import LatentAtlasError
 from .labs import LABS, lab_of_kind, part
 
@@ -38,7 +38,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+def _root(version: bool = Flag(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
     """A workbench for understanding latent spaces: train, measure, draw and explore them."""
 
 
@@ -72,7 +72,7 @@ def eval_cmd(
 
 
 @app.command()
-def runs(atlas: Optional[str] = AtlasOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+def runs(atlas: Optional[str] = AtlasOpt, as_json: bool = Flag(False, "--json", help="Print the runs as JSON.")) -> None:
     """List the runs in the atlas."""
     from dataclasses import asdict
 
@@ -86,7 +86,7 @@ def runs(atlas: Optional[str] = AtlasOpt, as_json: bool = typer.Option(False, "-
         sys.stdout.write(json.dumps([asdict(s) for s in summaries], indent=2) + "\n")
         return
     if not summaries:
-        console().print(f"no runs in {esc(the_atlas.root)} yet; try `latentatlas train vae --data digits`")
+        console().print(f"no runs in {esc(the_atlas.root)} yet; try `latentatlas vae train vae --data digits`")
         return
     keys = [k for k in ("mig", "dci_disentanglement", "active_units", "kl", "l0", "fvu") if any(k in s.metrics for s in summaries)]
     table = Table(title=esc(the_atlas.root), title_justify="left")
@@ -126,9 +126,9 @@ def serve(
 @app.command()
 def demo(
     atlas: Optional[str] = AtlasOpt,
-    no_serve: bool = typer.Option(False, "--no-serve", help="Do not start the explorer afterwards."),
+    no_serve: bool = Flag(False, "--no-serve", help="Do not start the explorer afterwards."),
     steps: int = typer.Option(_vae_cli.DEMO["steps"], "--steps", min=1, help="Training steps."),
-    retrain: bool = typer.Option(False, "--retrain", help="Train again even if the demo run is already complete."),
+    retrain: bool = Flag(False, "--retrain", help="Train again even if the demo run is already complete."),
     n: int = typer.Option(10000, "--n", min=10, max=10_000_000, help="Samples to evaluate on."),
     port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port of the explorer afterwards."),
 ) -> None:

@@ -292,6 +292,12 @@ def fit(
             run.truncate_history(step)
         else:
             run.truncate_history(0)
+    # history's time is the run's training time: a resumed run continues from its last logged row
+    before_s = 0.0
+    if start:
+        rows = run.read_history()
+        t = rows[-1].get("time") if rows else None
+        before_s = float(t) if isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 else 0.0
 
     def checkpoint(step: int) -> None:
         opt_tensors, opt_meta = optimizer_to_tensors(opt)
@@ -337,7 +343,7 @@ def fit(
                             f"the loss became {last['loss']} by step {step}; lower --lr (now {config.lr}) — "
                             f"the checkpoint before it is kept"
                         )
-                    run.append_history([{"step": step, "time": round(time.perf_counter() - t0, 3), **last}])
+                    run.append_history([{"step": step, "time": round(before_s + time.perf_counter() - t0, 3), **last}])
                     sums, count = {}, 0
                     bar.update(task, completed=step, metrics="  ".join(f"{k} {v:.3g}" for k, v in last.items() if k in SHOWN))
                 elif step % 10 == 0:

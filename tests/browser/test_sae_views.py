@@ -102,9 +102,14 @@ def test_steer_moves_the_neighbours(page, sae_server, shot, frontend):
     page.click("#steer-link")
     _ready(page, "steer")
     assert page.locator("#steer-feat").input_value() != ""
-    _steer(page, "20")
+    _steer(page, "2")
     assert page.locator("#steer-before li").count() == 5 and page.locator("#steer-after li").count() == 5
     assert float(page.locator("#steer-cos").inner_text()) < 1.0
+    # the steering-effect score against its random-direction control, and every strength with its cosine
+    effect = page.locator("#steer-effect").inner_text()
+    assert "percentile points" in effect and "random directions of the same norm" in effect, effect
+    assert page.locator("#steer-dose tbody tr").count() == 5 and page.locator("#steer-dose tr.chosen").count() == 1
+    assert "median activation norm" in page.locator("#steer-out").inner_text()
     shot()
     # the same with alpha 0 leaves the embedding where it was
     _steer(page, "0")

@@ -112,18 +112,61 @@ def test_the_first_steer_builds_the_index_in_the_background(client, sae_atlas):
     assert cache.is_file() and not SAEExplorer(Atlas(sae_atlas).run("s")).needs_corpus_index
 
 
-def test_steer(client):
+def test_steer(client, sae_atlas):
+    from latentatlas.activations import ActivationStore
+
     fid = client.get("/api/runs/s/features").json()["items"][0]["id"]
     same = steer(client, {"text": "Open the file.", "feature": fid, "alpha": 0}).json()
     assert same["kind"] == "embedding" and same["cos_before_after"] == pytest.approx(1.0, abs=1e-5)
     assert [d["doc"] for d in same["before"]] == [d["doc"] for d in same["after"]]
-    moved = client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": fid, "alpha": 50}).json()
+    # one unit for both modes: the store's median activation norm; α = 0 adds nothing and scores nothing
+    unit = ActivationStore(sae_atlas / "activations" / "acts").index["norm"]["median"]
+    assert same["unit"] == pytest.approx(unit) and same["info"]["added_norm"] == 0
+    assert same["effect"]["effect"] == 0 and same["effect"]["p"] == 1.0
+    # every answer carries the standard strengths, each with its cosine to the original
+    moved = client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": fid, "alpha": 2}).json()
+    assert [d["alpha"] for d in moved["dose"]] == [0.25, 0.5, 1.0, 2.0, 4.0]
+    assert all(-1 <= d["cos"] <= 1 and -1 <= d["control_cos"] <= 1 for d in moved["dose"])
+    assert moved["info"]["added_norm"] == pytest.approx(2 * unit)
+    assert moved["info"]["strength"] == pytest.approx(2 * unit / moved["info"]["decoder_norm"])
     assert moved["cos_before_after"] < 0.999 and len(moved["after"]) == 5
-    diff = client.post("/api/runs/s/steer", json={"text": "Open the file.", "a": "a list of items", "b": "a dictionary", "alpha": 3})
+    e = moved["effect"]
+    assert e["control_low"] <= e["control_mean"] <= e["control_high"] and 1 / 33 <= e["p"] <= 1
+    assert moved["targets"] >= 3
+    negative = client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": fid, "alpha": -0.3}).json()
+    assert [d["alpha"] for d in negative["dose"]] == [-0.25, -0.3, -0.5, -1.0, -2.0, -4.0]
+    # the same request gives the same answer (the controls are seeded by the request, not the process)
+    again = client.post("/api/runs/s/steer", json={"text": "Open the file.", "feature": fid, "alpha": 2}).json()
+    assert again["effect"] == moved["effect"]
+    # code(a) − code(b) is normalised to the same unit
+    diff = client.post("/api/runs/s/steer", json={"text": "Open the file.", "a": "a list of items", "b": "a dictionary", "alpha": 1})
     assert diff.status_code == 200 and "code(a)" in diff.json()["direction"]
+    assert diff.json()["info"]["added_norm"] == pytest.approx(unit) and "nearest text a" in diff.json()["target_note"]
     assert client.post("/api/runs/s/steer", json={"text": "x"}).status_code == 422
     assert client.post("/api/runs/s/steer", json={"text": "x", "feature": 999}).status_code == 422
     assert client.post("/api/runs/s/steer", json={"text": "x", "feature": 0, "alpha": 1e9}).status_code == 422
+    same_text = client.post("/api/runs/s/steer", json={"text": "x", "a": "same words", "b": "same words", "alpha": 1})
+    assert same_text.status_code == 422 and "same mean code" in same_text.json()["detail"]
+
+
+def test_the_steering_pool_spans_the_whole_store_and_knows_where_features_fire(client, sae_atlas):
+    from latentatlas.atlas import Atlas
+    from latentatlas.labs.sae.explore import SAEExplorer
+
+    steer(client, {"text": "Open the file.", "feature": 0, "alpha": 1})
+    x = SAEExplorer(Atlas(sae_atlas).run("s"))
+    index = x.corpus_index(docs=8)
+    n_docs = len(x.store.documents())
+    assert index["doc"][0] == 0 and index["doc"][-1] == n_docs - 1 and len(index["doc"]) == 8  # spread, not the first 8
+    # top_docs: for every feature, the pool documents with its largest activation, worked out here from the codes
+    tok = x.tokens
+    with torch.inference_mode():
+        codes = x.sae.encode(torch.from_numpy(x.store.rows(np.arange(x.store.n_tokens)))).numpy()
+    for feat in (0, 5, 77):
+        doc_max = np.array([codes[tok["doc"].to_numpy() == d, feat].max(initial=0) for d in index["doc"]])
+        k = index["top_docs"].shape[1]
+        np.testing.assert_allclose(np.sort(index["top_acts"][feat])[::-1], np.sort(doc_max)[::-1][:k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(doc_max[index["top_docs"][feat]], index["top_acts"][feat], rtol=1e-5, atol=1e-6)
 
 
 def test_steering_corpus_index_is_cached_in_the_run(client, sae_atlas):
@@ -135,13 +178,13 @@ def test_steering_corpus_index_is_cached_in_the_run(client, sae_atlas):
     assert cache.is_file()
     first = SAEExplorer(Atlas(sae_atlas).run("s")).corpus_index()
     fresh = SAEExplorer(Atlas(sae_atlas).run("s"))
-    ids, _, _, emb = fresh.corpus_index()
+    got = fresh.corpus_index()
     assert fresh._tf is None, "a cached index must not need the transformer"
-    np.testing.assert_array_equal(emb, first[3])
-    np.testing.assert_array_equal(ids, first[0])
+    for key in ("doc", "emb", "top_docs", "top_acts"):
+        np.testing.assert_array_equal(got[key], first[key])
     cache.write_bytes(b"garbage")  # a damaged cache is recomputed and replaced, not an error
     again = SAEExplorer(Atlas(sae_atlas).run("s"))
-    np.testing.assert_allclose(again.corpus_index()[3], emb, atol=1e-5)
+    np.testing.assert_allclose(again.corpus_index()["emb"], got["emb"], atol=1e-5)
     assert again._tf is not None and cache.stat().st_size > 100
 
 

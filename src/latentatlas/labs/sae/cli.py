@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..._cli import AtlasOpt, command_line, console, esc, metrics_table, nonempty
+from ..._cli import AtlasOpt, Flag, check_resume, given, command_line, console, esc, metrics_table, nonempty
 from ...errors import LatentAtlasError
 from ...limits import MAX_BATCH, MAX_EXPANSION, MAX_SEED, MAX_STEPS, MAX_TOKENS
 
@@ -26,11 +26,11 @@ def capture(
     atlas: Optional[str] = AtlasOpt,
     batch_size: int = typer.Option(32, "--batch-size", min=1, max=4096, help="Documents per forward pass."),
     max_length: int = typer.Option(128, "--max-length", min=2, max=1 << 20, help="Tokens per document at most (longer ones are truncated)."),
-    keep_special: bool = typer.Option(False, "--keep-special", help="Also store [CLS]/[SEP]/BOS-style special tokens."),
+    keep_special: bool = Flag(False, "--keep-special", help="Also store [CLS]/[SEP]/BOS-style special tokens."),
     shard_tokens: int = typer.Option(32768, "--shard-tokens", min=1, max=1 << 24, help="Tokens per shard (memory is bounded by one shard plus one batch)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the store --name from its last shard."),
+    resume: bool = Flag(False, "--resume", help="Continue the store --name from its last shard."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = Flag(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Capture a transformer's activations at one layer over a corpus into a sharded store."""
     from ...atlas import Atlas
@@ -53,6 +53,7 @@ def capture(
 
 @app.command("train")
 def sae_train(
+    ctx: typer.Context,
     activations: str = typer.Option(..., "--activations", callback=nonempty, help="Activation store name (from `latentatlas capture`)."),
     arch: str = typer.Option("topk", "--arch", help="topk, batchtopk, jumprelu or relu."),
     expansion: int = typer.Option(8, "--expansion", min=1, max=MAX_EXPANSION, help="Latents per input dimension."),
@@ -67,16 +68,18 @@ def sae_train(
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: sae-ARCH-STORE)."),
     atlas: Optional[str] = AtlasOpt,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run --name from its latest checkpoint."),
+    resume: bool = Flag(False, "--resume", help="Continue the run --name from its latest checkpoint."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1, max=MAX_STEPS),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = Flag(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a sparse autoencoder on a stored set of activations."""
     from .jobs import train_sae
 
     if resume and not name:
         raise LatentAtlasError("--resume needs --name to say which SAE run to continue")
+    if resume:
+        _check_resume(ctx, name, atlas)
     # a flag typed for another architecture would be ignored without a word
     if l1_coeff is not None and arch != "relu":
         raise LatentAtlasError(f"--l1-coeff weights the L1 penalty of a relu SAE; a {arch} SAE has none (leave it out)")
@@ -96,6 +99,22 @@ def sae_train(
         con.print("[bold red]warning:[/] nothing was held out (--holdout 0); `sae eval` will score tokens this SAE was trained on")
 
 
+def _check_resume(ctx, name: str, atlas: str | None) -> None:
+    from ...atlas import Atlas
+
+    cfg = Atlas(atlas).run(name).config()
+    train, model, data = (cfg.get(k) if isinstance(cfg.get(k), dict) else {} for k in ("train", "model", "data"))
+    typed = given(ctx, "activations", "arch", "expansion", "k", "steps", "batch_size", "lr", "grad_clip", "l1_coeff", "l0_coeff",
+                  "holdout", "seed", "checkpoint_every")
+    d_in = model.get("d_in") or 0
+    stored = {"activations": data.get("name"), "arch": model.get("arch"), "expansion": model.get("d_sae", 0) // d_in if d_in else None,
+              "k": model.get("k"), "l1_coeff": model.get("l1_coeff"), "l0_coeff": model.get("l0_coeff"),
+              "holdout": (data.get("holdout") or {}).get("fraction") if isinstance(data.get("holdout"), dict) else None,
+              **{key: train.get(key) for key in ("steps", "batch_size", "lr", "seed", "checkpoint_every")},
+              "grad_clip": train.get("grad_clip") or 0.0}
+    check_resume(name, [("--" + key.replace("_", "-"), value, stored[key]) for key, value in typed.items()])
+
+
 @app.command("sweep")
 def sae_sweep(
     activations: str = typer.Option(..., "--activations", callback=nonempty, help="Activation store name."),
@@ -105,11 +124,11 @@ def sae_sweep(
     steps: int = typer.Option(2000, "--steps", min=1, max=MAX_STEPS),
     batch_size: int = typer.Option(4096, "--batch-size", min=1, max=MAX_BATCH),
     lr: float = typer.Option(2e-3, "--lr"),
-    downstream: bool = typer.Option(False, "--downstream", help="Also splice each SAE into the model (slower)."),
+    downstream: bool = Flag(False, "--downstream", help="Also splice each SAE into the model (slower)."),
     name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Sweep name (default: sweep-ARCH-STORE); members are NAME-k8 …"),
     atlas: Optional[str] = AtlasOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print the frontier as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    as_json: bool = Flag(False, "--json", help="Print the frontier as JSON."),
+    quiet: bool = Flag(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Train and evaluate one SAE per value and draw the L0/rate-vs-FVU frontier (resumable)."""
     from .jobs import sweep_sae
@@ -144,12 +163,12 @@ def sae_eval(
     activations: Optional[str] = typer.Option(None, "--activations", callback=nonempty, help="Evaluate on another store (default: the run's held-out range)."),
     tokens: int = typer.Option(200_000, "--tokens", min=1, max=MAX_TOKENS, help="Evaluate on at most this many tokens."),
     feature_tokens: int = typer.Option(200_000, "--feature-tokens", min=1, max=MAX_TOKENS, help="Tokens (from the store's start) the feature tables scan."),
-    downstream: bool = typer.Option(True, "--downstream/--no-downstream", help="Splice the SAE into the model (embedding cosine, CE recovered)."),
+    downstream: bool = Flag(True, "--downstream/--no-downstream", help="Splice the SAE into the model (embedding cosine, CE recovered)."),
     atlas: Optional[str] = AtlasOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+    as_json: bool = Flag(False, "--json", help="Print the report as JSON instead of a table."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    quiet: bool = Flag(False, "--quiet", help="No progress output."),
 ) -> None:
     """Measure an SAE: L0, MSE, FVU (centred), cosine, shrinkage, dead and dense latents; write metrics.json."""
     from ...atlas import Atlas

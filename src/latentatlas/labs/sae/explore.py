@@ -7,6 +7,7 @@ dicts, so the server is a thin layer over it and a notebook can use it directly.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Any
 
@@ -20,6 +21,10 @@ CONTEXT = 10  # tokens either side of an example
 _CLOSERS = {".", ",", ";", ":", "!", "?", ")", "]", "}", "%"}
 _OPENERS = {"(", "[", "{"}
 MAX_PROBE_CHARS = 4000
+MAX_ALPHA = 100.0  # steering strength, in units of the layer's median activation norm
+DOSES = (0.25, 0.5, 1.0, 2.0, 4.0)  # the strengths every steering answer also reports
+CONTROLS = 32  # random directions of the same norm per strength
+TARGETS, MIN_TARGETS, TARGET_POOL = 10, 3, 16
 
 
 def display_tokens(tokens: list[str]) -> list[str]:
@@ -300,18 +305,31 @@ class SAEExplorer:
             return []
 
     # -- steering ------------------------------------------------------------------------------------
-    def direction(self, feature: int | None = None, text_a: str | None = None, text_b: str | None = None) -> tuple[torch.Tensor, str]:
-        """A raw-space direction at the layer: one feature's decoder row scaled to its largest seen
-        activation, or the decoded difference of two texts' mean codes (text_a − text_b)."""
+    @property
+    def steer_unit(self) -> float:
+        """The unit of steering strength: the median L2 norm of a token's activation at the layer (from the
+        store's capture; α = 1 adds a vector as long as a typical activation)."""
+        norm = self.store.index.get("norm") if isinstance(self.store.index.get("norm"), dict) else {}
+        median = norm.get("median")
+        if isinstance(median, (int, float)) and np.isfinite(median) and median > 0:
+            return float(median)
+        return float(np.median(self.tokens["norm"].to_numpy()))
+
+    def direction(self, feature: int | None = None, text_a: str | None = None, text_b: str | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """A unit direction in the layer's raw activation space, and what it is: one feature's decoder row,
+        or the decoded difference of two texts' mean codes (code(a) − code(b))."""
         sae = self.sae
         with torch.inference_mode():
             if feature is not None:
                 self._check_feature(feature)
+                row = sae.decoder()[feature] / sae.input_scale  # raw-space vector of one unit of the feature's activation
+                info: dict[str, Any] = {"mode": "feature", "feature": int(feature), "label": f"feature {feature}",
+                                        "decoder_norm": float(row.norm())}
                 try:
-                    peak = float(self.tables[0]["max_act"][feature]) or 1.0
+                    info["max_act"] = float(self.tables[0]["max_act"][feature])
                 except LatentAtlasError:
-                    peak = 1.0
-                return sae.decoder()[feature] * peak / sae.input_scale, f"feature {feature} × its max activation {peak:.3g}"
+                    info["max_act"] = None
+                return row / row.norm().clamp_min(1e-12), info
             if not (text_a and text_b):
                 raise LatentAtlasError("steering needs a feature, or two texts (a and b) whose codes to subtract")
             means = []
@@ -321,41 +339,50 @@ class SAEExplorer:
                 if not keep.any():
                     raise LatentAtlasError(f"text '{t[:40]}' has no ordinary tokens to encode")
                 means.append(f[keep].mean(0))
-            return (means[0] - means[1]) @ sae.decoder() / sae.input_scale, "code(a) − code(b), decoded"
+            diff = (means[0] - means[1]) @ sae.decoder() / sae.input_scale
+            if float(diff.norm()) < 1e-9:
+                raise LatentAtlasError("the two texts have the same mean code; there is no direction between them")
+            return diff / diff.norm(), {"mode": "texts", "label": "code(a) − code(b), decoded", "raw_norm": float(diff.norm())}
 
-    def corpus_index(self, compute: bool = True, docs: int = 512):
-        """Sentence embeddings of the store's first ``docs`` documents, the neighbours steering reports:
-        ``(doc ids, texts, sources, embeddings)``. Kept in ``features/corpus_index.safetensors``, written by
-        ``sae eval`` (~10 s for MiniLM on a CPU); a cache that is unreadable or from another store counts as
-        missing. Missing and not ``compute``: None (the server then builds it in a background job)."""
+    def corpus_index(self, compute: bool = True, docs: int = 2048):
+        """The pool steering ranks: ``docs`` documents spread evenly over the whole store (every n/docs-th,
+        so every part of the corpus is in it), their sentence embeddings, and for each feature the pool
+        documents where it fires most (``top_docs``/``top_acts``, its target documents for the
+        steering-effect score). Kept in ``features/corpus_index.safetensors``, written by ``sae eval``; a
+        cache that is unreadable or from another pool counts as missing. Missing and not ``compute``: None
+        (the server then builds it in a background job)."""
         with self._lock:
             if self._index is None:
-                table = self.store.documents().sort_values("doc").head(docs)
+                table = self.store.documents().sort_values("doc")
+                pick = np.unique(np.linspace(0, len(table) - 1, min(docs, len(table))).round().astype(np.int64)) if len(table) else []
+                table = table.iloc[pick]
                 ids = table["doc"].to_numpy().astype(np.int64)
                 texts = table["text"].tolist()
-                emb = self._stored_embeddings(ids)
-                if emb is None:
+                got = self._stored_index(ids)
+                if got is None:
                     if not compute:
                         return None
-                    emb = self._embed_and_store(ids, texts)
-                self._index = (ids, texts, table["source"].tolist(), emb)
+                    got = self._build_index(ids, texts)
+                self._index = {"doc": ids, "text": texts, "source": table["source"].tolist(), **got}
             return self._index
 
-    def _stored_embeddings(self, ids: np.ndarray) -> np.ndarray | None:
+    def _stored_index(self, ids: np.ndarray) -> dict[str, np.ndarray] | None:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         path = self.run.file("features", "corpus_index.safetensors")
         try:
             got = load_file(str(path))
-            emb = got["emb"]
-            if np.array_equal(got["doc"], ids) and emb.ndim == 2 and emb.shape[0] == len(ids) and np.all(np.isfinite(emb)):
-                return emb
-        except (SafetensorError, OSError, KeyError, ValueError):
+            emb, top, acts = got["emb"], got["top_docs"], got["top_acts"]
+            if (np.array_equal(got["doc"], ids) and emb.ndim == 2 and emb.shape[0] == len(ids) and np.all(np.isfinite(emb))
+                    and top.shape == acts.shape and top.ndim == 2 and top.shape[0] == self.d_sae
+                    and (top.size == 0 or (top.min() >= 0 and top.max() < len(ids))) and np.all(np.isfinite(acts))):
+                return {"emb": emb, "top_docs": top.astype(np.int64), "top_acts": acts.astype(np.float32)}
+        except (SafetensorError, OSError, KeyError, ValueError, AttributeError):
             pass  # absent or unusable
         return None
 
-    def _embed_and_store(self, ids: np.ndarray, texts: list[str]) -> np.ndarray:
+    def _build_index(self, ids: np.ndarray, texts: list[str], top: int = TARGET_POOL) -> dict[str, np.ndarray]:
         from ..._io import atomic_save_safetensors
         from .fidelity import sentence_embedding
 
@@ -365,58 +392,147 @@ class SAEExplorer:
             for a in range(0, len(texts), 32):
                 enc = tf.tokenizer(texts[a : a + 32], padding=True, truncation=True, max_length=128, return_tensors="pt")
                 embs.append(sentence_embedding(tf.model, dict(enc)))
-        emb = torch.cat(embs).float()
+        emb = torch.cat(embs).float() if embs else torch.zeros(0, 1)
+        # each pool document's largest activation of every feature, from the store's own activations
+        tok = self.tokens
+        where = {int(d): j for j, d in enumerate(ids)}
+        pos = tok["doc"].map(where)
+        rows = np.flatnonzero(pos.notna().to_numpy())
+        pos = pos.to_numpy()[rows].astype(np.int64)
+        doc_max = torch.zeros(len(ids), self.d_sae)
+        with torch.inference_mode():
+            for a in range(0, len(rows), 4096):
+                f = self.sae.encode(torch.from_numpy(self.store.rows(rows[a : a + 4096])))
+                idx = torch.from_numpy(pos[a : a + 4096])[:, None].expand_as(f)
+                doc_max.scatter_reduce_(0, idx, f, reduce="amax")
+        k = min(top, len(ids))
+        acts, top_docs = torch.topk(doc_max.T, k, dim=1) if k else (torch.zeros(self.d_sae, 0), torch.zeros(self.d_sae, 0, dtype=torch.long))
+        out = {"doc": torch.from_numpy(ids), "emb": emb, "top_docs": top_docs.to(torch.int32), "top_acts": acts.float()}
         try:
-            atomic_save_safetensors(self.run.file("features", "corpus_index.safetensors"), {"doc": torch.from_numpy(ids), "emb": emb},
-                                    metadata={"store": self.store.name})
+            atomic_save_safetensors(self.run.file("features", "corpus_index.safetensors"), out, metadata={"store": self.store.name})
         except OSError:
             pass  # a read-only atlas still steers, it just recomputes next time
-        return emb.numpy()
+        return {"emb": emb.numpy(), "top_docs": top_docs.numpy().astype(np.int64), "top_acts": acts.numpy()}
 
     @property
     def needs_corpus_index(self) -> bool:
         """Whether steering reports corpus neighbours (encoders) and their index is not stored yet."""
         return not self.store.index.get("causal") and self.corpus_index(compute=False) is None
 
-    def steer(self, text: str, alpha: float = 4.0, feature: int | None = None, text_a: str | None = None,
-              text_b: str | None = None, k: int = 5) -> dict[str, Any]:
+    def steer(self, text: str, alpha: float = 1.0, feature: int | None = None, text_a: str | None = None,
+              text_b: str | None = None, k: int = 5, controls: int = CONTROLS) -> dict[str, Any]:
+        """Add ``alpha`` × unit × a unit direction to every ordinary token's activation at the layer (the unit:
+        the layer's median activation norm, :attr:`steer_unit`), and say what it did: the steered output
+        beside the default one, its cosine to the original, and for sentence encoders the steering-effect
+        score against random directions of the same norm (docs/metrics.md, "Steering")."""
+        from ...analysis.steering import steering_effect
         from ...capture import spliced
         from .fidelity import sentence_embedding
 
-        if not np.isfinite(alpha) or abs(alpha) > 1000:
-            raise LatentAtlasError(f"alpha {alpha} is out of range; expected a number between -1000 and 1000")
-        delta, what = self.direction(feature, text_a, text_b)
+        if not np.isfinite(alpha) or abs(alpha) > MAX_ALPHA:
+            raise LatentAtlasError(f"alpha {alpha} is out of range; expected a number between -{MAX_ALPHA:g} and {MAX_ALPHA:g} "
+                                   "(in units of the layer's median activation norm)")
+        u, info = self.direction(feature, text_a, text_b)
+        unit = self.steer_unit
         enc, special, _, _ = self._encode_text(text)
         tf = self.transformer
-        mask = ~special[None, :]
+        mask = ~special
+        norm = abs(alpha) * unit
+        info.update({"alpha": alpha, "unit": unit, "unit_name": "median activation norm at the layer", "added_norm": norm})
+        if info["mode"] == "feature":
+            # Neuronpedia's strength: the multiple of the feature's decoder row that was added
+            info["strength"] = alpha * unit / info["decoder_norm"]
+            if info.get("max_act"):
+                info["strength_vs_max_act"] = info["strength"] / info["max_act"]
+        # the random controls: directions drawn uniformly on the sphere, fixed per text and direction
+        key = hashlib.blake2b(repr((text, feature, text_a, text_b)).encode(), digest_size=8).digest()
+        seed = [int.from_bytes(key, "little") % (2**32), 11]
+        rand = torch.from_numpy(np.random.default_rng(seed).standard_normal((controls, u.numel())).astype(np.float32))
+        rand = rand / rand.norm(dim=1, keepdim=True)
 
-        def add(out: torch.Tensor) -> torch.Tensor:
-            new = out.clone()
-            new[mask] += alpha * delta.to(out.dtype)
-            return new
+        def run_with(deltas: torch.Tensor):
+            """The model's output on the text with deltas[b] added at the layer, one batch row per delta."""
+            B = len(deltas)
+            batch = {key: v.expand(B, *v.shape[1:]) if torch.is_tensor(v) else v for key, v in enc.items()}
+            m = mask[None, :, None].to(deltas.dtype)
 
-        result: dict[str, Any] = {"direction": what, "alpha": alpha, "delta_norm": float(alpha * delta.norm())}
-        with torch.inference_mode():
-            if tf.causal:
-                before = torch.softmax(tf.model(**enc).logits[0, -1].float(), -1)
-                with spliced(tf.model, self.store.index["layer"], add):
-                    after = torch.softmax(tf.model(**enc).logits[0, -1].float(), -1)
-                tok = tf.tokenizer
+            def add(out: torch.Tensor) -> torch.Tensor:
+                return out + m * deltas[:, None, :].to(out.dtype)
 
-                def top(p):
-                    v, i = torch.topk(p, 10)
-                    return [{"token": display_tokens(tok.convert_ids_to_tokens([int(j)]))[0], "p": float(x)} for x, j in zip(v, i)]
-
-                result.update({"kind": "next_token", "before": top(before), "after": top(after)})
-                return result
-            e0 = sentence_embedding(tf.model, dict(enc))[0]
             with spliced(tf.model, self.store.index["layer"], add):
-                e1 = sentence_embedding(tf.model, dict(enc))[0]
-        ids, texts, sources, index = self.corpus_index()
+                if tf.causal:
+                    return torch.log_softmax(tf.model(**batch).logits[:, -1].float(), -1)
+                return sentence_embedding(tf.model, batch)
+
+        signed = float(np.sign(alpha) or 1.0)
+        doses = sorted({round(x * signed, 4) for x in DOSES} | {float(alpha)}, key=abs)
+        with torch.inference_mode():
+            base = run_with(torch.zeros(1, u.numel()))[0]
+            per_dose = {}
+            for a in doses:
+                out = run_with(torch.cat([(a * unit) * u[None], (abs(a) * unit) * rand]))
+                per_dose[a] = out
+        result: dict[str, Any] = {"direction": info["label"], "alpha": alpha, "unit": unit, "info": info, "controls": controls}
+        if tf.causal:
+            tok = tf.tokenizer
+
+            def top(lp):
+                v, i = torch.topk(lp.exp(), 10)
+                return [{"token": display_tokens(tok.convert_ids_to_tokens([int(j)]))[0], "p": float(x)} for x, j in zip(v, i)]
+
+            def kl(lp):
+                return float((base.exp() * (base - lp)).sum())
+
+            result.update({"kind": "next_token", "before": top(base), "after": top(per_dose[alpha][0]),
+                           "kl_before_after": kl(per_dose[alpha][0]),
+                           "dose": [{"alpha": a, "kl": kl(o[0])} for a, o in per_dose.items()],
+                           "effect": None, "effect_note": "the steering-effect score is defined here for sentence encoders"})
+            return result
+        index = self.corpus_index()
+        pool = index["emb"]
+        targets, target_note = self._targets(info, text_a, pool)
+
+        is_target = set() if targets is None else set(targets.tolist())
+
         def near(e):
-            sims = index @ e.numpy()
+            sims = pool @ e.numpy()
             order = np.argsort(-sims)[:k]
-            return [{"doc": int(ids[j]), "source": sources[j], "text": texts[j][:300], "cos": float(sims[j])} for j in order]
-        result.update({"kind": "embedding", "cos_before_after": float(e0 @ e1), "before": near(e0), "after": near(e1),
-                       "corpus_docs": int(len(ids))})
+            return [{"doc": int(index["doc"][j]), "source": index["source"][j], "text": index["text"][j][:300], "cos": float(sims[j]),
+                     "target": int(j) in is_target} for j in order]
+
+        steered = per_dose[alpha][0]
+        result.update({"kind": "embedding", "cos_before_after": float(base @ steered), "before": near(base), "after": near(steered),
+                       "corpus_docs": int(len(index["doc"])), "targets": None if targets is None else len(targets), "target_note": target_note,
+                       "effect": None})
+        dose = []
+        for a, out in per_dose.items():
+            row: dict[str, Any] = {"alpha": a, "cos": float(base @ out[0]), "control_cos": float((out[1:] @ base).mean())}
+            if targets is not None:
+                row.update(steering_effect(pool, targets, base.numpy()[None], out.numpy()))
+            dose.append(row)
+            if a == alpha and targets is not None:
+                result["effect"] = {k_: row[k_] for k_ in ("effect", "control_mean", "control_low", "control_high", "p",
+                                                           "target_rank_before", "target_rank_after")}
+        result["dose"] = dose
         return result
+
+    def _targets(self, info: dict[str, Any], text_a: str | None, pool: np.ndarray) -> tuple[np.ndarray | None, str]:
+        """The pool documents of the target concept: where the feature fires most (at least a quarter of
+        its largest activation in the pool), or the documents nearest text a's own embedding."""
+        index = self.corpus_index()
+        if info["mode"] == "feature":
+            acts, docs = index["top_acts"][info["feature"]], index["top_docs"][info["feature"]]
+            keep = acts > max(0.25 * float(acts.max(initial=0.0)), 0.0)
+            docs = docs[keep][:TARGETS]
+            if len(docs) < MIN_TARGETS:
+                return None, (f"feature {info['feature']} fires in {len(docs)} of the {len(pool)} pool documents; "
+                              f"the steering-effect score needs at least {MIN_TARGETS}")
+            return docs, f"the {len(docs)} pool documents where feature {info['feature']} fires most"
+        from .fidelity import sentence_embedding
+
+        tf = self.transformer
+        with torch.inference_mode():
+            enc = tf.tokenizer([text_a], truncation=True, max_length=128, return_tensors="pt")
+            ea = sentence_embedding(tf.model, dict(enc))[0].numpy()
+        n = min(TARGETS, len(pool))
+        return np.argsort(-(pool @ ea))[:n], f"the {n} pool documents nearest text a"

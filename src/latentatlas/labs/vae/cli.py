@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..._cli import AtlasOpt, command_line, console, esc, metrics_table, nonempty
+from ..._cli import AtlasOpt, Flag, check_resume, given, command_line, console, esc, metrics_table, nonempty
 from ...errors import LatentAtlasError
 from ...limits import MAX_BATCH, MAX_LATENT_DIM, MAX_SEED, MAX_STEPS
 
@@ -19,6 +19,7 @@ DEMO = dict(kind="beta_tcvae", data="sprites", latent_dim=10, beta=6.0, steps=25
 
 @app.command()
 def train(
+    ctx: typer.Context,
     kind: str = typer.Argument(..., help="Model kind: ae, vae, beta_vae or beta_tcvae."),
     data: str = typer.Option("sprites", "--data", callback=nonempty, help="sprites, digits, an image folder, or a .npy/.npz file."),
     latent_dim: int = typer.Option(10, "--latent-dim", min=1, max=MAX_LATENT_DIM, help="Number of latent dimensions."),
@@ -29,14 +30,17 @@ def train(
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: KIND-DATA)."),
     atlas: Optional[str] = AtlasOpt,
-    resume: bool = typer.Option(False, "--resume", help="Continue the run --name from its latest checkpoint."),
-    learned_variance: bool = typer.Option(False, "--learned-variance", help="Gaussian decoder with a learned variance (Dai & Wipf 2019)."),
+    resume: bool = Flag(False, "--resume", help="Continue the run --name from its latest checkpoint."),
+    learned_variance: bool = Flag(False, "--learned-variance", help="Gaussian decoder with a learned variance (Dai & Wipf 2019)."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1, max=MAX_STEPS),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = Flag(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train an autoencoder-family model and store it as a run in the atlas."""
     from .jobs import train_run
+
+    if resume and name:
+        _check_resume(ctx, kind, name, atlas)
 
     run, result = train_run(
         kind, data, latent_dim=latent_dim, beta=beta, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
@@ -47,16 +51,38 @@ def train(
     console().print(f"trained [bold]{esc(run.name)}[/] for {result.steps_done} steps{how} in {result.seconds:.1f} s → {esc(run.path)}")
 
 
+def _check_resume(ctx, kind: str, name: str, atlas: str | None) -> None:
+    from pathlib import Path
+
+    from ...atlas import Atlas
+    from ...data import NAMES
+
+    cfg = Atlas(atlas).run(name).config()
+    train, model, data = (cfg.get(k) if isinstance(cfg.get(k), dict) else {} for k in ("train", "model", "data"))
+    typed = given(ctx, "data", "latent_dim", "beta", "steps", "batch_size", "lr", "seed", "learned_variance", "checkpoint_every")
+    diffs = [("KIND", kind, cfg.get("kind"))]
+    if "data" in typed:
+        stored = data.get("kind") if data.get("kind") in NAMES and "path" not in data else data.get("path")
+        same = (typed["data"] == stored if typed["data"] in NAMES or stored in NAMES
+                else Path(typed["data"]).expanduser().resolve() == Path(str(stored)).expanduser().resolve())
+        diffs.append(("--data", typed["data"], typed["data"] if same else stored))
+    for key, section in (("latent_dim", model), ("beta", model), ("learned_variance", model), ("steps", train), ("batch_size", train),
+                         ("lr", train), ("seed", train), ("checkpoint_every", train)):
+        if key in typed:
+            diffs.append(("--" + key.replace("_", "-"), typed[key], section.get(key)))
+    check_resume(name, diffs)
+
+
 @app.command("eval")
 def eval_cmd(
     run: str = typer.Argument(..., help="Run name in the atlas."),
     atlas: Optional[str] = AtlasOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON instead of a table."),
+    as_json: bool = Flag(False, "--json", help="Print the metrics as JSON instead of a table."),
     n: int = typer.Option(10000, "--n", min=10, max=10_000_000, help="Number of samples to evaluate on."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
     projections: str = typer.Option("pca", "--projections", help="Comma-separated: pca, umap, tsne."),
-    full: bool = typer.Option(False, "--full", help="BetaVAE/FactorVAE with disentanglement_lib's full sample sizes (slow)."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    full: bool = Flag(False, "--full", help="BetaVAE/FactorVAE with disentanglement_lib's full sample sizes (slow)."),
+    quiet: bool = Flag(False, "--quiet", help="No progress output."),
 ) -> None:
     """Measure a run: reconstruction, KL, active units, disentanglement; write metrics.json and figures."""
     from ...atlas import Atlas

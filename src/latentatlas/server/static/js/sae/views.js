@@ -136,10 +136,13 @@ export async function probeView(ctx) {
 }
 
 // -- steering ------------------------------------------------------------------------------------------
+// α is in one unit for both modes: the layer's median activation norm (α = 1 adds a vector as long as a
+// typical token's activation). The answer puts the default output beside the steered one, the cosine to
+// the original beside every strength, and the steering-effect score against random directions.
 export async function steerView(ctx) {
   const view = $("steer-view");
   const text = state.get("text", "Open the file and read its lines.");
-  const feat = state.get("feat", ""), a = state.get("sa", ""), b = state.get("sb", ""), alpha = Number(state.get("alpha", "4"));
+  const feat = state.get("feat", ""), a = state.get("sa", ""), b = state.get("sb", ""), alpha = Number(state.get("alpha", "1"));
   const mode = a && b && !feat ? "texts" : "feature";
   view.innerHTML = `<h2>Steer · ${esc(ctx.run)}</h2>
     <div class="card"><label class="wide">text <input id="steer-text" type="text" value="${esc(text)}"></label>
@@ -147,9 +150,9 @@ export async function steerView(ctx) {
         <input id="steer-feat" type="number" min="0" value="${esc(feat)}" style="width:90px"></label>
       <label><input type="radio" name="steer-mode" value="texts" ${mode === "texts" ? "checked" : ""}> code(a) − code(b):
         <input id="steer-a" type="text" value="${esc(a)}" placeholder="a" style="width:160px"> − <input id="steer-b" type="text" value="${esc(b)}" placeholder="b" style="width:160px"></label></div>
-    <div class="controls"><label>α <input id="steer-alpha" type="range" min="-20" max="20" step="0.5" value="${alpha}" style="width:240px"></label>
+    <div class="controls"><label>α <input id="steer-alpha" type="range" min="-4" max="4" step="0.05" value="${alpha}" style="width:240px"></label>
       <output id="steer-alpha-out">${alpha}</output><button id="steer-run">steer</button>
-      <span class="muted">α is in units of the feature's largest activation seen (feature mode).</span></div>
+      <span class="muted">α is in units of the layer's median activation norm, for both modes (docs/metrics.md, Steering).</span></div>
     <div id="steer-out"></div></div>`;
   $("steer-alpha").addEventListener("input", (e) => { $("steer-alpha-out").textContent = e.target.value; });
   $("steer-run").addEventListener("click", () => {
@@ -159,20 +162,40 @@ export async function steerView(ctx) {
   });
   if (!(feat !== "" || (a && b))) { $("steer-out").innerHTML = `<p class="muted">Pick a feature (or two texts) and press steer.</p>`; return; }
   const body = { text, alpha, ...(mode === "feature" ? { feature: Number(feat) } : { a, b }) };
+  $("steer-out").innerHTML = `<p class="muted">steering…</p>`;
   let res = await post(ctx.run, "steer", body);
   if (res.job) {
     // the run was evaluated before its steering index was stored: the server builds it once, in the background
     await api.waitFor(res.job, (job) => { $("steer-out").innerHTML = `<p class="muted">${esc(res.detail)} (${Math.round(job.seconds)} s)</p>`; });
     res = await post(ctx.run, "steer", body);
   }
-  const list = (xs) => xs.map((d) => `<li><span class="act">${fmt(d.cos, 3)}</span> <code>${esc(d.source)}</code> ${esc(d.text.slice(0, 140))}</li>`).join("");
+  const info = res.info || {};
+  const how = `${esc(res.direction)}; α = ${fmt(res.alpha)} × ${fmt(res.unit, 3)} (the layer's median activation norm): a vector of norm ${fmt(info.added_norm, 3)} added to every token`
+    + (info.strength !== undefined ? `, i.e. ${fmt(info.strength, 3)} × the feature's decoder row` + (info.strength_vs_max_act !== undefined ? ` (${fmt(info.strength_vs_max_act, 3)} × its largest activation seen)` : "") : "");
+  const list = (xs) => xs.map((d) => `<li class="${d.target ? "target" : ""}"><span class="act">${fmt(d.cos, 3)}</span> <code>${esc(d.source)}</code> ${esc(d.text.slice(0, 140))}</li>`).join("");
   const next = (xs) => xs.map((d) => `<li><span class="act">${(100 * d.p).toFixed(1)}%</span> <code>${esc(d.token)}</code></li>`).join("");
-  $("steer-out").innerHTML = res.kind === "embedding"
-    ? `<p>${esc(res.direction)}; α = ${fmt(res.alpha)}; the steered sentence embedding has cosine <b id="steer-cos">${fmt(res.cos_before_after, 3)}</b> to the original.
-       Nearest of ${res.corpus_docs} corpus documents:</p>
-       <div class="grid2"><div><h3>before</h3><ol id="steer-before" class="neighbours">${list(res.before)}</ol></div>
-       <div><h3>after</h3><ol id="steer-after" class="neighbours">${list(res.after)}</ol></div></div>`
-    : `<p>${esc(res.direction)}; α = ${fmt(res.alpha)}. Next-token predictions at the end of the text:</p>
-       <div class="grid2"><div><h3>before</h3><ol id="steer-before" class="neighbours">${next(res.before)}</ol></div>
-       <div><h3>after</h3><ol id="steer-after" class="neighbours">${next(res.after)}</ol></div></div>`;
+  if (res.kind !== "embedding") {
+    $("steer-out").innerHTML = `<p>${how}. Next-token predictions at the end of the text (KL to the default: <b id="steer-kl">${fmt(res.kl_before_after, 3)}</b> nats):</p>
+       <div class="grid2"><div><h3>default</h3><ol id="steer-before" class="neighbours">${next(res.before)}</ol></div>
+       <div><h3>steered</h3><ol id="steer-after" class="neighbours">${next(res.after)}</ol></div></div>
+       <p class="muted">${esc(res.effect_note || "")}</p>`;
+    return;
+  }
+  const e = res.effect;
+  const score = e
+    ? `<p id="steer-effect">Steering effect: ${esc(res.target_note)} rose by <b>${fmt(100 * e.effect, 3)}</b> percentile points in the pool's ranking
+       (random directions of the same norm: ${fmt(100 * e.control_mean, 3)}, 95% of them in [${fmt(100 * e.control_low, 3)}, ${fmt(100 * e.control_high, 3)}];
+       p = ${fmt(e.p, 2)} from ${res.controls} controls).</p>`
+    : `<p id="steer-effect" class="muted">No steering-effect score: ${esc(res.target_note || "")}</p>`;
+  const dose = res.dose.map((d) => `<tr class="${d.alpha === res.alpha ? "chosen" : ""}"><td class="num">${fmt(d.alpha, 3)}</td><td class="num">${fmt(d.cos, 3)}</td>
+    <td class="num">${fmt(d.control_cos, 3)}</td><td class="num">${d.effect === undefined ? "–" : fmt(100 * d.effect, 3)}</td>
+    <td class="num">${d.effect === undefined ? "–" : `${fmt(100 * d.control_mean, 3)} [${fmt(100 * d.control_low, 3)}, ${fmt(100 * d.control_high, 3)}]`}</td></tr>`).join("");
+  $("steer-out").innerHTML = `<p>${how}. The steered sentence embedding has cosine <b id="steer-cos">${fmt(res.cos_before_after, 3)}</b> to the original.</p>
+     ${score}
+     <div class="grid2"><div><h3>default · nearest of ${res.corpus_docs} documents spread over the store</h3><ol id="steer-before" class="neighbours">${list(res.before)}</ol></div>
+     <div><h3>steered</h3><ol id="steer-after" class="neighbours">${list(res.after)}</ol></div></div>
+     <h3>Every strength</h3><table id="steer-dose"><thead><tr><th class="num">α</th><th class="num">cosine to original</th><th class="num">random direction's cosine</th>
+     <th class="num">effect (pct. points)</th><th class="num">random directions: mean [95%]</th></tr></thead><tbody>${dose}</tbody></table>
+     <p class="muted">Target documents are marked in the lists. Effect: the mean percentile rank of the target documents among the pool
+     by cosine to the steered embedding, minus the same for the default embedding.</p>`;
 }
