@@ -69,6 +69,7 @@ class ArrayDataset:
     factor_sizes: tuple[int, ...] = ()
     name: str = "array"
     spec: dict = field(default_factory=dict)
+    value_names: dict = field(default_factory=dict)  # factor name -> a name per value (legends and tables show these)
 
     def __post_init__(self) -> None:
         what = f"dataset '{self.name}'"
@@ -129,6 +130,10 @@ class ArrayDataset:
     @property
     def sample_shape(self) -> tuple:
         return tuple(self.x.shape[1:])
+
+    def factor_value_names(self) -> dict[str, tuple[str, ...]]:
+        """Names for the values of the factors that have them (an image folder's class names)."""
+        return {k: tuple(v) for k, v in self.value_names.items() if k in self.factor_names}
 
     def __repr__(self) -> str:
         return (

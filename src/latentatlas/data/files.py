@@ -96,6 +96,7 @@ def load_image_folder(path, size: int = 64, grayscale: bool = False) -> ArrayDat
         factors=labels[:, None].copy(),
         factor_names=("class",),
         factor_sizes=(len(classes),),
+        value_names={"class": [name for name, _ in classes]},
         name=root.name,
         spec={
             "kind": "image_folder",

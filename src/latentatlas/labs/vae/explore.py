@@ -193,12 +193,15 @@ class VAEExplorer:
         self.check_row(row)
         record = lat.rows.iloc[row]
         factors = {str(c): int(record[c]) for c in lat.rows.columns if c not in NON_FACTOR_COLUMNS}
+        names = {f["name"]: f.get("value_names") for f in self.factor_info(lat)}
+        factor_names = {k: names[k][v] for k, v in factors.items() if names.get(k) and 0 <= v < len(names[k])}
         recon = record["recon_error"] if "recon_error" in lat.rows.columns else (lat.recon_nll[row] if lat.recon_nll is not None else None)
         return {
             "row": row,
             "index": int(record["index"]),
             "label": int(record["label"]) if "label" in lat.rows.columns else None,
             "factors": factors,
+            "factor_names": factor_names,
             "mu": lat.mu[row].tolist(),
             "sigma": np.exp(0.5 * lat.logvar[row].astype(np.float64)).tolist() if lat.logvar is not None else None,
             "recon_error": None if recon is None else float(recon),

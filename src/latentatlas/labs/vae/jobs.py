@@ -258,7 +258,9 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
 
     rows = pd.DataFrame({"index": idx.astype(np.int64)})
     labels = getattr(data, "labels", None)
-    if labels is not None:
+    # a label that is one of the factors (an image folder's class, a digit) is that factor's column, not a second one
+    if labels is not None and not (factors is not None and any(np.array_equal(np.asarray(labels)[idx], factors[:, j])
+                                                               for j in range(factors.shape[1]))):
         rows["label"] = np.asarray(labels)[idx]
     if factors is not None:
         for j, fname in enumerate(data.factor_names):

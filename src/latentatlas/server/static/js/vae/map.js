@@ -5,6 +5,9 @@ import * as state from "../state.js";
 import { Scatter, viridis } from "../scatter.js";
 import { esc } from "../util.js";
 
+// 20 distinct colours for named categories beyond 12 (an image folder's classes)
+const PALETTE20 = ["#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd", "#c5b0d5",
+  "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#7f7f7f", "#c7c7c7", "#bcbd22", "#dbdb8d", "#17becf", "#9edae5"];
 const PALETTE = ["#2f6690", "#d1495b", "#edae49", "#00798c", "#7b5ea7", "#66a182", "#8d96a3", "#e07a5f", "#3d405b", "#81b29a", "#f2cc8f", "#9c6644"];
 let current = { run: null, proj: null, coords: null, color: undefined };
 let plot = null;
@@ -91,14 +94,16 @@ export async function draw(ctx) {
   if (recolour) {
     current.color = colorName;
     // A factor or label with few values gets one colour per value and a legend, not a colour scale.
-    const distinct = values && latents.columns.includes(colorName) && colorName !== "recon_error" ? distinctUpTo(values, 12) : [];
+    // (up to 12 values, or 20 when the data names them): one colour each
+    const names = (info.factors || []).find((f) => f.name === colorName)?.value_names || null;
+    const distinct = values && latents.columns.includes(colorName) && colorName !== "recon_error" ? distinctUpTo(values, names ? 20 : 12) : [];
     if (distinct.length) {
-      const names = (info.factors || []).find((f) => f.name === colorName)?.value_names || null;
-      sp.setColors(values, { categorical: distinct, palette: PALETTE });
+      const palette = distinct.length > PALETTE.length ? PALETTE20 : PALETTE;
+      sp.setColors(values, { categorical: distinct, palette });
       // names come from the run's files: into the page as text, never as markup
       legend.replaceChildren(...distinct.map((v, i) => {
         const item = document.createElement("span"), swatch = document.createElement("i");
-        swatch.style.background = PALETTE[i % PALETTE.length];
+        swatch.style.background = palette[i % palette.length];
         item.append(swatch, document.createTextNode(String(names && names[v] !== undefined ? names[v] : v)));
         return item;
       }));

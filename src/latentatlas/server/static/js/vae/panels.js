@@ -18,7 +18,9 @@ export async function inspect(ctx) {
       <td class="bar-cell"><div class="track"></div><div class="sig" style="left:calc(${pos(m - s)});width:calc(${pos(m + s)} - ${pos(m - s)})"></div>
       <div class="mu" style="left:${pos(m)}"></div></td></tr>`;
   }).join("");
-  const facts = Object.entries(rec.factors).map(([k, v]) => `${esc(k)} ${esc(v)}`).join(" · ");
+  // a factor's value by its name where the data has one (shape heart, class cat), its index otherwise
+  const named = rec.factor_names || {};
+  const facts = Object.entries(rec.factors).map(([k, v]) => `${esc(k)} <b>${esc(k in named ? named[k] : v)}</b>`).join(" · ");
   panel.innerHTML = `<h2>Inspector · row ${sel}</h2>
     <div class="pair">
       <figure><img id="inspect-input" class="pix" src="${api.inputPng(ctx.run, sel)}" alt="input"><figcaption>input</figcaption></figure>
