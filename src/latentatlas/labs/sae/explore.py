@@ -419,7 +419,7 @@ class SAEExplorer:
         """Whether steering reports corpus neighbours (encoders) and their index is not stored yet."""
         return not self.store.index.get("causal") and self.corpus_index(compute=False) is None
 
-    def steer(self, text: str, alpha: float = 1.0, feature: int | None = None, text_a: str | None = None,
+    def steer(self, text: str, alpha: float = 0.5, feature: int | None = None, text_a: str | None = None,
               text_b: str | None = None, k: int = 5, controls: int = CONTROLS) -> dict[str, Any]:
         """Add ``alpha`` × unit × a unit direction to every ordinary token's activation at the layer (the unit:
         the layer's median activation norm, :attr:`steer_unit`), and say what it did: the steered output

@@ -22,7 +22,7 @@ class ProbeBody(BaseModel):
 
 class SteerBody(BaseModel):
     text: str = Field(..., max_length=MAX_PROBE_CHARS, description="the text to steer")
-    alpha: float = Field(1.0, description="how far to move along the unit direction, in units of the layer's median activation norm (−100..100)")
+    alpha: float = Field(0.5, description="how far to move along the unit direction, in units of the layer's median activation norm (−100..100)")
     feature: int | None = Field(None, description="steer along this feature's decoder direction")
     a: str | None = Field(None, max_length=MAX_PROBE_CHARS, description="or along code(a) − code(b): text a")
     b: str | None = Field(None, max_length=MAX_PROBE_CHARS, description="text b")

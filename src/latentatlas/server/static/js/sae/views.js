@@ -142,7 +142,7 @@ export async function probeView(ctx) {
 export async function steerView(ctx) {
   const view = $("steer-view");
   const text = state.get("text", "Open the file and read its lines.");
-  const feat = state.get("feat", ""), a = state.get("sa", ""), b = state.get("sb", ""), alpha = Number(state.get("alpha", "1"));
+  const feat = state.get("feat", ""), a = state.get("sa", ""), b = state.get("sb", ""), alpha = Number(state.get("alpha", "0.5"));
   const mode = a && b && !feat ? "texts" : "feature";
   view.innerHTML = `<h2>Steer · ${esc(ctx.run)}</h2>
     <div class="card"><label class="wide">text <input id="steer-text" type="text" value="${esc(text)}"></label>
