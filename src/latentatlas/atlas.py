@@ -553,12 +553,34 @@ class Run:
     def projections_dir(self) -> Path:
         return self.file("projections")
 
-    def write_projection(self, key: str, coords: np.ndarray, params: dict[str, Any]) -> None:
+    def write_projection(self, key: str, coords: np.ndarray, params: dict[str, Any], kept: np.ndarray | None = None) -> None:
+        """A 2-D projection (N, 2) and, with ``kept``, the share of each point's latent-space neighbours
+        the map keeps (N) (analysis/neighbours.py)."""
         import torch
 
         check_name(key, "projection name")
-        atomic_save_safetensors(self.file("projections", f"{key}.safetensors"), {"coords": torch.from_numpy(np.ascontiguousarray(coords, dtype=np.float32))})
+        tensors = {"coords": torch.from_numpy(np.ascontiguousarray(coords, dtype=np.float32))}
+        if kept is not None:
+            tensors["kept"] = torch.from_numpy(np.ascontiguousarray(kept, dtype=np.float32))
+        atomic_save_safetensors(self.file("projections", f"{key}.safetensors"), tensors)
         atomic_write_json(self.file("projections", f"{key}.json"), params)
+
+    def read_projection_kept(self, key: str) -> np.ndarray | None:
+        """The per-point neighbourhood kept by projection ``key`` (N) in [0, 1], or None when it was not
+        stored (a projection written before it was)."""
+        from .models.io import read_weights
+
+        check_name(key, "projection name")
+        path = self.file("projections", f"{key}.safetensors")
+        if not path.is_file():
+            return None
+        weights = read_weights(path)
+        kept, coords = weights.get("kept"), weights.get("coords")
+        if kept is None:
+            return None
+        if coords is None or kept.shape != (coords.shape[0],) or not bool(kept.isfinite().all()) or float(kept.min()) < 0 or float(kept.max()) > 1:
+            raise LatentAtlasError(f"projection '{path}' holds a 'kept' that is not one share in [0, 1] per point; re-run `latentatlas eval {self.name}`")
+        return kept.numpy()
 
     def read_projection(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
         from .models.io import read_weights

@@ -257,3 +257,28 @@ def test_latent_columns_travel_as_binary(client, env):
     assert client.get("/api/runs/r/latents/column.bin", params={"name": "../config"}).status_code == 404
     assert client.get("/api/runs/r/latents/column.bin").status_code == 422
 
+
+
+def test_neighbours_and_the_neighbourhood_a_map_keeps(client):
+    from latentatlas.analysis.neighbours import neighbours_kept
+
+    def floats(path):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream", r.text
+        shape = [int(v) for v in r.headers["x-shape"].split(",")]
+        return np.frombuffer(r.content, dtype="<f4").reshape(shape)
+
+    mu = floats("/api/runs/r/latents/mu.bin").astype(np.float64)
+    r = client.get("/api/runs/r/neighbours/3", params={"k": 5, "metric": "euclidean"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    full = np.linalg.norm(mu - mu[3], axis=1)
+    full[3] = np.inf
+    assert [nb["row"] for nb in body["neighbours"]] == np.argsort(full, kind="stable")[:5].tolist()
+    np.testing.assert_allclose([nb["distance"] for nb in body["neighbours"]], np.sort(full)[:5], rtol=1e-6)
+    for bad in ({"k": 0}, {"k": 101}, {"metric": "manhattan"}):
+        assert client.get("/api/runs/r/neighbours/3", params=bad).status_code == 422
+    assert client.get("/api/runs/r/neighbours/99999").status_code == 422
+    # the stored "neighbours kept" of the eval's projection is the map's own, recomputed here
+    kept, coords = floats("/api/runs/r/projection/pca/kept.bin"), floats("/api/runs/r/projection/pca.bin")
+    np.testing.assert_allclose(kept, neighbours_kept(mu, coords.astype(np.float64), k=10), atol=1e-6)

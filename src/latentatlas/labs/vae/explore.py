@@ -211,8 +211,6 @@ class VAEExplorer:
     def projection(self, method: str, compute: bool = True) -> np.ndarray | None:
         """The stored 2-D projection of the latents by ``method``; computed and written into the run
         when missing and ``compute`` (else None)."""
-        from ...analysis.projections import project
-
         if method not in PROJECTION_METHODS:
             raise LatentAtlasError(f"projection method '{method}' is unknown; expected one of {', '.join(PROJECTION_METHODS)}.")
         lat = self.latents
@@ -224,10 +222,42 @@ class VAEExplorer:
             return None
         if lat.dim < 2:
             raise LatentAtlasError(f"run '{self.run.name}' has a {lat.dim}-dimensional latent; a 2-D projection needs at least 2.")
-        proj = project(lat.mu, method=method, n_components=2, seed=0)
-        params = {"method": method, "params": proj.params, "explained_variance": proj.explained_variance, "n": lat.n, "latents": "eval"}
-        self.run.write_projection(key, proj.coords, params)
-        return proj.coords
+        from .jobs import compute_projection
+
+        return compute_projection(self.run, lat.mu, method, seed=0)
+
+    def kept(self, method: str) -> np.ndarray | None:
+        """Per point, the share of its 10 nearest latent-space neighbours that projection ``method`` keeps
+        among its 10 nearest on the map; None when the stored projection predates it."""
+        if self.projection(method, compute=False) is None:
+            return None
+        return self.run.read_projection_kept(f"eval-{method}")
+
+    # -- nearest neighbours in the full latent space --------------------------------------------------
+    def neighbours(self, row: int, k: int = 10, metric: str = "cosine") -> dict[str, Any]:
+        """The ``k`` rows nearest ``row`` in the latent space itself (not on the map), with distances."""
+        from ...analysis.neighbours import METRICS, nearest
+
+        lat = self.latents
+        self.check_row(row)
+        if metric not in METRICS:
+            raise LatentAtlasError(f"metric '{metric}' is unknown; expected one of {', '.join(METRICS)}.")
+        if not 1 <= k <= 100:
+            raise LatentAtlasError(f"k {k} is out of range; expected 1..100.")
+        rows, dist = nearest(lat.mu, row, k=k, metric=metric)
+        names = {f["name"]: f.get("value_names") for f in self.factor_info(lat)}
+        cols = [c for c in lat.rows.columns if c not in NON_FACTOR_COLUMNS]
+        out = []
+        for r, d in zip(rows.tolist(), dist.tolist()):
+            rec = lat.rows.iloc[r]
+            facts = {}
+            for c in cols:
+                v = rec[c]
+                v = int(v) if float(v).is_integer() else float(v)
+                nm = names.get(str(c))
+                facts[str(c)] = nm[v] if nm and isinstance(v, int) and 0 <= v < len(nm) else v
+            out.append({"row": r, "index": int(rec["index"]), "distance": d, "factors": facts})
+        return {"row": row, "k": len(out), "metric": metric, "dim": lat.dim, "neighbours": out}
 
     # -- images ----------------------------------------------------------------------------------------
     def decode(self, z: np.ndarray) -> np.ndarray:

@@ -191,7 +191,6 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     from ...analysis import disentanglement as dis
     from ...analysis import vae_metrics as vm
     from ...analysis.bootstrap import mean_estimate
-    from ...analysis.projections import project
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -288,10 +287,7 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     coords: dict[str, np.ndarray] = {}
     for method in projections if mu.shape[1] >= 2 else ():
         t0 = time.perf_counter()
-        proj = project(mu, method=method, n_components=2, seed=seed)
-        params = {"method": method, "params": proj.params, "explained_variance": proj.explained_variance, "n": int(len(mu)), "latents": "eval"}
-        run.write_projection(f"eval-{method}", proj.coords, params)
-        coords[method] = proj.coords
+        coords[method] = compute_projection(run, mu, method, seed)
         timings[f"projection_{method}"] = time.perf_counter() - t0
 
     order = list(np.argsort(-kl_dims)) if kl_dims is not None else list(np.argsort(-np.asarray(au.details["variance_per_dim"])))
@@ -325,3 +321,20 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
 def _est(e) -> dict[str, Any]:
     d = e.to_dict()
     return {k: d[k] for k in ("value", "ci_low", "ci_high", "n", "details") if k in d}
+
+
+KEPT_K = 10  # neighbours per point for the map's "neighbours kept" colour
+
+
+def compute_projection(run: Run, mu: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
+    """Project the eval latents to 2-D by ``method`` and store the coordinates with, per point, the share
+    of its 10 latent-space neighbours the map keeps (analysis/neighbours.py)."""
+    from ...analysis.neighbours import neighbours_kept
+    from ...analysis.projections import project
+
+    proj = project(mu, method=method, n_components=2, seed=seed)
+    params = {"method": method, "params": proj.params, "explained_variance": proj.explained_variance, "n": int(len(mu)), "latents": "eval",
+              "kept_k": KEPT_K}
+    run.write_projection(f"eval-{method}", proj.coords, params, kept=neighbours_kept(mu, proj.coords, k=KEPT_K))
+    return proj.coords
+

@@ -82,12 +82,16 @@ def run_mu(run: str, request: Request):
             response_class=Response)
 def run_projection(run: str, method: str, request: Request):
     x = explorer(request, run)
-    coords = x.projection(method, compute=False)
-    if coords is None:
+    return float32_response(_stored(x, method, x.projection(method, compute=False), "is not computed yet; POST {url} to compute it (or"))
+
+
+def _stored(x: VAEExplorer, method: str, array, missing: str):
+    """``array``, or a 404 that says how to compute it (``missing``: what is wrong, then the way out)."""
+    if array is None:
         url = f"/api/runs/{x.run.name}/projection/{method}"
-        raise ApiError(404, f"the {method} projection of run '{x.run.name}' is not computed yet; POST {url} to compute it "
-                       f"(or run `latentatlas eval {x.run.name} --projections {method}`)", compute=url)
-    return float32_response(coords)
+        raise ApiError(404, f"the {method} projection of run '{x.run.name}' {missing.format(url=url)} run "
+                       f"`latentatlas eval {x.run.name} --projections {method}`)", compute=url)
+    return array
 
 
 @router.post("/api/runs/{run}/projection/{method}", summary="Compute a projection in the background (202 and a job to poll)")
@@ -105,6 +109,19 @@ def run_projection_compute(run: str, method: str, request: Request):
     job = jobs_of(request).submit(("projection", x.run.name, method, mtime(x.run.path / "latents" / "eval.safetensors")),
                                   f"{method} projection of run '{x.run.name}'", work)
     return json_response({"state": job.state, "job": job.as_dict()}, status=202)
+
+
+@router.get("/api/runs/{run}/projection/{method}/kept.bin", response_class=Response,
+            summary="Per point, the share of its 10 latent-space neighbours the map keeps, as little-endian float32 (N)")
+def run_projection_kept(run: str, method: str, request: Request):
+    x = explorer(request, run)
+    return float32_response(_stored(x, method, x.kept(method), "has no neighbourhood scores stored (it predates them; to compute them,"))
+
+
+@router.get("/api/runs/{run}/neighbours/{row}", summary="The k rows nearest a row in the full latent space, with distances")
+def run_neighbours(run: str, row: int, request: Request, k: int = Query(10, ge=1, le=100),
+                   metric: Literal["cosine", "euclidean"] = "cosine"):
+    return json_response(explorer(request, run).neighbours(row, k=k, metric=metric))
 
 
 @router.get("/api/runs/{run}/input/{row}.png", summary="The dataset image behind a latent-table row", response_class=Response)

@@ -64,10 +64,11 @@ function tickLabel(v, ticks) {
 }
 
 export class Scatter {
-  constructor(host, { onHover = () => {}, onClick = () => {}, useGL = true } = {}) {
+  constructor(host, { onHover = () => {}, onClick = () => {}, onLasso = () => {}, useGL = true } = {}) {
     this.host = host;
     this.onHover = onHover;
     this.onClick = onClick;
+    this.onLasso = onLasso;
     host.classList.add("scatter");
     host.innerHTML = "";
     this.back = document.createElement("canvas");
@@ -85,7 +86,8 @@ export class Scatter {
     this.xy = null;
     this.colors = null;
     this.lut = new Uint8Array(256 * 4);
-    this.marks = { selected: null, path: null, hover: null };
+    this.marks = { selected: null, path: null, hover: null, neighbours: null, lasso: null, chosen: null };
+    this.mask = null;
     this.labels = { x: "", y: "" };
     this.view = null;
     this.frames = [];
@@ -144,6 +146,9 @@ export class Scatter {
       for (let s = 0; s < 255; s++) put(s, viridis(s / 254));
       this.range = [lo, hi];
     }
+    // a filter: the points it leaves out are drawn in the grey of missing values
+    if (this.mask && this.mask.length === n) for (let i = 0; i < n; i++) if (!this.mask[i]) bytes[i] = NAN_SLOT;
+    this.lastColors = { values, opts: { categorical, palette, single } };
     this.colors = bytes;
     if (this.gl) {
       const gl = this.gl;
@@ -155,6 +160,29 @@ export class Scatter {
   }
 
   setMarks(marks) { Object.assign(this.marks, marks); }
+  // keep only the points where mask[i] is 1 in colour (null: all); the colours are redrawn
+  setMask(mask) {
+    this.mask = mask;
+    if (this.lastColors) this.setColors(this.lastColors.values, this.lastColors.opts);
+  }
+  // the rows whose points lie inside a polygon of data coordinates (even-odd rule)
+  inside(poly) {
+    const out = [];
+    if (!this.xy || poly.length < 3) return out;
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const [x, y] of poly) { x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y); }
+    for (let i = 0; i < this.n; i++) {
+      const px = this.xy[2 * i], py = this.xy[2 * i + 1];
+      if (px < x0 || px > x1 || py < y0 || py > y1) continue;
+      let hit = false;
+      for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
+        const [ax, ay] = poly[a], [bx, by] = poly[b];
+        if ((ay > py) !== (by > py) && px < ((bx - ax) * (py - ay)) / (by - ay) + ax) hit = !hit;
+      }
+      if (hit) out.push(i);
+    }
+    return out;
+  }
   setLabels(x, y) { this.labels = { x, y }; }
   resetView() { if (this.bounds) { this.view = { ...this.bounds }; this.draw(); } }
 
@@ -363,6 +391,18 @@ export class Scatter {
       g.strokeStyle = color; g.lineWidth = w;
       g.beginPath(); g.arc(x, y, r, 0, 2 * Math.PI); g.stroke();
     };
+    if (m.chosen && m.chosen.length) {
+      // a lasso's rows (at most 5,000 drawn; the summary counts them all)
+      g.fillStyle = "rgba(29,35,39,.85)";
+      for (const row of m.chosen.slice(0, 5000)) { if (!ok(row)) continue; const [x, y] = at(row); g.fillRect(x - 1.5, y - 1.5, 3, 3); }
+    }
+    if (m.lasso && m.lasso.length > 1) {
+      g.strokeStyle = "#1d2327"; g.lineWidth = 1.5; g.setLineDash([5, 4]);
+      g.beginPath();
+      m.lasso.forEach(([x, y], i) => { const [u, v] = this.toPx(x, y); i ? g.lineTo(u, v) : g.moveTo(u, v); });
+      g.closePath(); g.stroke(); g.setLineDash([]);
+    }
+    for (const row of m.neighbours || []) ring(row, "#00798c", 5, 2);
     ring(m.hover, "#1d2327", 6, 1.5);
     ring(m.selected, "#b23a48", 9, 2.5);
     g.restore();
@@ -425,10 +465,18 @@ export class Scatter {
     f.addEventListener("pointerdown", (ev) => {
       if (ev.button !== 0 || !this.view) return;
       f.setPointerCapture(ev.pointerId);
-      drag = { at: local(ev), view: { ...this.view }, moved: false };
+      drag = { at: local(ev), view: { ...this.view }, moved: false, lasso: ev.shiftKey ? [this.fromPx(...local(ev))] : null };
     });
     f.addEventListener("pointermove", (ev) => {
       const [px, py] = local(ev);
+      if (drag && drag.lasso) {
+        // shift-drag draws a lasso instead of panning
+        drag.lasso.push(this.fromPx(px, py));
+        drag.moved = true;
+        this.marks.lasso = drag.lasso;
+        this._drawMarks();
+        return;
+      }
       if (drag) {
         const dx = px - drag.at[0], dy = py - drag.at[1];
         if (!drag.moved && dx * dx + dy * dy < 16) return;
@@ -445,6 +493,10 @@ export class Scatter {
     f.addEventListener("pointerup", (ev) => {
       const d = drag;
       drag = null;
+      if (d && d.lasso) {
+        if (d.lasso.length > 2) this.onLasso(this.inside(d.lasso), d.lasso);
+        return;
+      }
       if (d && !d.moved) {
         const [px, py] = local(ev);
         const row = this.pick(px, py);

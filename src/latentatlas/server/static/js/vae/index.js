@@ -15,14 +15,19 @@ const EXPLORE = `
     <div class="map-controls">
       <label>projection <select id="proj-select"><option>pca</option><option>umap</option><option>tsne</option></select></label>
       <label>colour <select id="color-select"></select></label>
+      <label>filter <input id="map-filter" type="search" placeholder="shape = heart and scale > 2" style="width:220px"></label>
       <span id="map-status" class="muted"></span>
       <span id="map-legend" class="legend"></span>
     </div>
     <div id="map"></div>
     <img id="hover-thumb" alt="" hidden>
+    <div id="hover-info" class="hover-info" hidden></div>
+    <p class="muted map-hint">drag: pan · wheel: zoom · double-click: reset · shift-drag: lasso</p>
   </div>
   <div class="right">
+    <section id="lasso-panel" class="panel" hidden></section>
     <section id="inspect-panel" class="panel" hidden></section>
+    <section id="neighbours-panel" class="panel" hidden></section>
     <section id="traverse-panel" class="panel" hidden></section>
     <section id="interp-panel" class="panel" hidden></section>
   </div>`;
@@ -33,6 +38,7 @@ function explore() {
   if (fresh) {
     $("proj-select").addEventListener("change", (e) => state.set({ proj: e.target.value }));
     $("color-select").addEventListener("change", (e) => state.set({ color: e.target.value }));
+    $("map-filter").addEventListener("change", (e) => state.set({ filter: e.target.value || null }));
   }
   return el;
 }
@@ -44,8 +50,12 @@ export async function load(ctx) {
   const latents = await api.json(`${api.runPath(ctx.run)}/latents/meta`);
   latents.values = {};
   const factorCols = latents.columns.filter((c) => !["index", "recon_error"].includes(c));
-  Object.assign(ctx, { latents, mu: null, defaultColor: factorCols[0] || "recon_error", path: null });
+  Object.assign(ctx, { latents, mu: null, defaultColor: factorCols[0] || "recon_error", path: null, chosen: null, lassoPoly: null,
+                       neighbourRows: null });
+  ctx.onLasso = (rows, poly) => { ctx.chosen = rows; ctx.lassoPoly = poly; panels.lasso(ctx); mapView.draw(ctx); };
   explore();
+  // the per-row columns the hover, the filter and the lasso summary read: binary, once
+  mapView.loadColumns(ctx);
   const colorSel = $("color-select");
   colorSel.replaceChildren(...mapView.colorOptions(latents).map((name) => new Option(name, name)));
 }
@@ -55,10 +65,25 @@ export async function render(ctx, view) {
   $("proj-select").value = state.get("proj", "pca");
   $("color-select").value = state.get("color") || ctx.defaultColor;
   $("inspect-panel").hidden = view !== "map";
+  $("neighbours-panel").hidden = view !== "map";
+  $("lasso-panel").hidden = !ctx.chosen;
   $("traverse-panel").hidden = view !== "traverse";
   $("interp-panel").hidden = view !== "interp";
   ctx.path = null;
   if (view === "interp") ctx.path = await panels.interp(ctx);
+  const filter = state.get("filter", "");
+  $("map-filter").value = filter;
+  try {
+    mapView.scatterOf(ctx).mask = await mapView.filterMask(ctx, filter);
+    $("map-filter").setCustomValidity("");
+    $("map-filter").title = "";
+  } catch (e) {
+    mapView.scatterOf(ctx).mask = null;
+    $("map-filter").setCustomValidity(e.message);
+    $("map-filter").title = e.message;
+  }
+  if (view === "map") ctx.neighbourRows = await panels.neighbours(ctx);
+  else ctx.neighbourRows = null;
   await mapView.draw(ctx);
   if (view === "map") await panels.inspect(ctx);
   if (view === "traverse") await panels.traverse(ctx);

@@ -12,10 +12,14 @@ const PALETTE = ["#2f6690", "#d1495b", "#edae49", "#00798c", "#7b5ea7", "#66a182
 let current = { run: null, proj: null, coords: null, color: undefined };
 let plot = null;
 
+// the colour that shows how well the map keeps each point's latent-space neighbours
+export const KEPT = "neighbours kept (map)";
+
 export function colorOptions(latents) {
   const opts = [];
   for (const name of latents.columns) if (name !== "index") opts.push(name);
   for (let d = 0; d < latents.dim; d++) opts.push(`z${d}`);
+  if (latents.dim >= 2) opts.push(KEPT);
   return opts;
 }
 
@@ -29,7 +33,21 @@ function distinctUpTo(values, most) {
   return [...seen].sort((p, q) => p - q);
 }
 
+export async function column(run, name, latents) {
+  if (!(name in latents.values)) latents.values[name] = (await api.floats(`${api.runPath(run)}/latents/column.bin?name=${encodeURIComponent(name)}`)).data;
+  return latents.values[name];
+}
+
 async function colorValues(run, name, latents, ctx) {
+  if (name === KEPT) {
+    const proj = state.get("proj", "pca");
+    ctx.kept = ctx.kept || {};
+    if (!(proj in ctx.kept)) {
+      try { ctx.kept[proj] = (await api.floats(`${api.runPath(run)}/projection/${encodeURIComponent(proj)}/kept.bin`)).data; }
+      catch (e) { ctx.kept[proj] = null; ctx.keptError = e.message; }
+    }
+    return ctx.kept[proj];
+  }
   if (name && latents.columns.includes(name)) {
     if (!(name in latents.values)) latents.values[name] = (await api.floats(`${api.runPath(run)}/latents/column.bin?name=${encodeURIComponent(name)}`)).data;
     return latents.values[name];
@@ -48,6 +66,8 @@ async function colorValues(run, name, latents, ctx) {
 
 const fmt = (v) => (Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(2) : v.toPrecision(3));
 
+export const scatterOf = (ctx) => scatter(ctx);
+
 function scatter(ctx) {
   if (plot) return plot;
   const node = document.getElementById("map");
@@ -55,13 +75,21 @@ function scatter(ctx) {
   plot = new Scatter(node, {
     useGL: state.get("gl") !== "0",
     onClick: (row) => ctx.select(row),
+    onLasso: (rows, poly) => ctx.onLasso && ctx.onLasso(rows, poly),
     onHover: (row, ev) => {
-      if (row === null) { thumb.hidden = true; delete thumb.dataset.row; return; }
+      const tip = document.getElementById("hover-info");
+      if (row === null) { thumb.hidden = true; tip.hidden = true; delete thumb.dataset.row; return; }
       const host = node.parentElement.getBoundingClientRect();
-      if (thumb.dataset.row !== String(row)) { thumb.src = api.inputPng(state.get("run"), row); thumb.dataset.row = String(row); }
-      thumb.style.left = `${ev.clientX - host.left + 14}px`;
-      thumb.style.top = `${ev.clientY - host.top + 14}px`;
-      thumb.hidden = false;
+      if (thumb.dataset.row !== String(row)) {
+        thumb.dataset.row = String(row);
+        if (ctx.info.has_images !== false) thumb.src = api.inputPng(state.get("run"), row);
+        tip.textContent = hoverText(ctx, row);
+      }
+      const x = ev.clientX - host.left + 14, y = ev.clientY - host.top + 14;
+      thumb.style.left = `${x}px`; thumb.style.top = `${y}px`;
+      tip.style.left = `${x}px`; tip.style.top = `${y + (ctx.info.has_images !== false ? 78 : 0)}px`;
+      thumb.hidden = ctx.info.has_images === false;
+      tip.hidden = false;
     },
   });
   node.dataset.renderer = plot.renderer;
@@ -90,9 +118,10 @@ export async function draw(ctx) {
     sp.setPoints(coords.data, coords.rows);
     sp.setLabels(`${proj} 1`, `${proj} 2`);
   }
-  const recolour = fresh || current.color !== colorName;
+  const recolour = fresh || current.color !== colorName || current.mask !== sp.mask;
   if (recolour) {
     current.color = colorName;
+    current.mask = sp.mask;
     // A factor or label with few values gets one colour per value and a legend, not a colour scale.
     // (up to 12 values, or 20 when the data names them): one colour each
     const names = (info.factors || []).find((f) => f.name === colorName)?.value_names || null;
@@ -114,13 +143,59 @@ export async function draw(ctx) {
       legend.innerHTML = `<span class="scale">${esc(colorName)} <b>${fmt(lo)}</b><em style="background:linear-gradient(90deg,${stops})"></em><b>${fmt(hi)}</b></span>`;
     } else {
       sp.setColors(null);
-      legend.innerHTML = "";
+      legend.textContent = colorName === KEPT ? (ctx.keptError || "") : "";
     }
   }
   const sel = state.getInt("sel");
-  sp.setMarks({ selected: sel !== null && sel < coords.rows ? sel : null, path: ctx.path });
+  sp.setMarks({ selected: sel !== null && sel < coords.rows ? sel : null, path: ctx.path, neighbours: ctx.neighbourRows || null,
+                chosen: ctx.chosen || null, lasso: ctx.lassoPoly || null });
   // a new selection or path only changes the marks layer: redraw that, not a million points
   if (recolour) sp.draw(); else sp.drawMarks();
   node.dataset.points = String(coords.rows);
-  status.textContent = `${coords.rows.toLocaleString()} points`;
+  const kept = sp.mask ? sp.mask.reduce((a, b) => a + b, 0) : null;
+  status.textContent = kept === null ? `${coords.rows.toLocaleString()} points` : `${kept.toLocaleString()} of ${coords.rows.toLocaleString()} points match`;
+}
+
+// -- what the hover says: the row, its dataset index and every factor by name (from the binary columns
+// already loaded for the map; loaded once, on the first hover)
+function hoverText(ctx, row) {
+  const { latents, info } = ctx;
+  const parts = [`row ${row}`];
+  const names = Object.fromEntries((info.factors || []).map((f) => [f.name, f.value_names]));
+  for (const col of latents.columns) {
+    const vals = latents.values[col];
+    if (!vals) continue;
+    const v = vals[row];
+    const shown = names[col] && names[col][v] !== undefined ? names[col][v] : Number.isInteger(v) ? v : fmt(v);
+    parts.push(`${col === "index" ? "index" : col} ${shown}`);
+  }
+  return parts.join(" · ");
+}
+
+export async function loadColumns(ctx) {
+  await Promise.all(ctx.latents.columns.map((c) => column(ctx.run, c, ctx.latents)));
+}
+
+// -- filter: "shape = heart and scale > 2" over the per-row columns; the rest of the points go grey
+const OPS = { "=": (a, b) => a === b, "==": (a, b) => a === b, "!=": (a, b) => a !== b, "<": (a, b) => a < b, ">": (a, b) => a > b,
+  "<=": (a, b) => a <= b, ">=": (a, b) => a >= b };
+
+export async function filterMask(ctx, text) {
+  const clauses = text.split(/\s+and\s+|,/).map((c) => c.trim()).filter(Boolean);
+  if (!clauses.length) return null;
+  const names = Object.fromEntries((ctx.info.factors || []).map((f) => [f.name, f.value_names]));
+  const n = ctx.latents.n;
+  const mask = new Uint8Array(n).fill(1);
+  for (const clause of clauses) {
+    const m = /^(.+?)\s*(==|!=|<=|>=|=|<|>)\s*(.+)$/.exec(clause);
+    if (!m) throw new Error(`"${clause}" is not COLUMN OP VALUE (ops: = != < > <= >=)`);
+    const [, col, op, raw] = m;
+    if (!ctx.latents.columns.includes(col)) throw new Error(`no column "${col}"; columns: ${ctx.latents.columns.join(", ")}`);
+    let value = Number(raw);
+    if (names[col] && names[col].includes(raw)) value = names[col].indexOf(raw);
+    else if (!Number.isFinite(value)) throw new Error(`"${raw}" is neither a number nor one of ${col}'s names`);
+    const vals = await column(ctx.run, col, ctx.latents), f = OPS[op];
+    for (let i = 0; i < n; i++) if (mask[i] && !f(vals[i], value)) mask[i] = 0;
+  }
+  return mask;
 }

@@ -32,6 +32,68 @@ export async function inspect(ctx) {
     <table id="inspect-latents"><thead><tr><th>dim</th><th>μ</th><th>σ</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
+// -- nearest neighbours in the full latent space (not on the map) ----------------------------------
+export async function neighbours(ctx) {
+  const panel = $("neighbours-panel");
+  const sel = state.getInt("sel");
+  if (sel === null) { panel.hidden = true; return null; }
+  panel.hidden = false;
+  const metric = state.get("metric", "cosine");
+  const res = await api.json(`${api.runPath(ctx.run)}/neighbours/${sel}?k=10&metric=${encodeURIComponent(metric)}`);
+  const cols = res.neighbours.length ? Object.keys(res.neighbours[0].factors) : [];
+  const rows = res.neighbours.map((nb) => `<tr class="clickable" data-row="${nb.row}"><td class="num">${nb.row}</td>
+    <td class="num">${fmt(nb.distance, 4)}</td>${cols.map((c) => `<td>${esc(nb.factors[c])}</td>`).join("")}</tr>`).join("");
+  panel.innerHTML = `<h2>Nearest neighbours · row ${sel}</h2>
+    <div class="controls"><label>distance <select id="nb-metric"><option value="cosine">cosine (1 − cos)</option>
+      <option value="euclidean">Euclidean</option></select></label>
+      <span class="muted">in the ${res.dim}-D latent space, over all ${ctx.latents.n.toLocaleString()} rows (ringed on the map)</span></div>
+    <table id="neighbours-table"><thead><tr><th class="num">row</th><th class="num">distance</th>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead>
+    <tbody>${rows}</tbody></table>`;
+  $("nb-metric").value = metric;
+  $("nb-metric").addEventListener("change", (e) => state.set({ metric: e.target.value }));
+  for (const tr of panel.querySelectorAll("tr[data-row]")) tr.addEventListener("click", () => ctx.select(Number(tr.dataset.row)));
+  return res.neighbours.map((nb) => nb.row);
+}
+
+// -- lasso: what the selected points have in common, and their rows as CSV ----------------------------
+export function lasso(ctx) {
+  const panel = $("lasso-panel");
+  const rows = ctx.chosen || [];
+  panel.hidden = false;
+  const { latents, info } = ctx;
+  const names = Object.fromEntries((info.factors || []).map((f) => [f.name, f.value_names]));
+  const label = (col, v) => (names[col] && names[col][v] !== undefined ? names[col][v] : v);
+  const parts = [];
+  for (const col of latents.columns) {
+    const vals = latents.values[col];
+    if (!vals || col === "index") continue;
+    const counts = new Map();
+    let sum = 0;
+    for (const r of rows) { const v = vals[r]; counts.set(v, (counts.get(v) || 0) + 1); sum += v; }
+    if (counts.size <= 20) {
+      const top = [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 4)
+        .map(([v, c]) => `${esc(label(col, v))} ${(100 * c / rows.length).toFixed(0)}%`).join(", ");
+      parts.push(`<tr><td>${esc(col)}</td><td>${top}</td></tr>`);
+    } else {
+      parts.push(`<tr><td>${esc(col)}</td><td>mean ${fmt(sum / rows.length, 4)}</td></tr>`);
+    }
+  }
+  panel.innerHTML = `<h2>Lasso · <span id="lasso-count">${rows.length.toLocaleString()}</span> points</h2>
+    <table id="lasso-summary"><tbody>${rows.length ? parts.join("") : ""}</tbody></table>
+    <div class="controls"><button id="lasso-export" ${rows.length ? "" : "disabled"}>export CSV</button><button id="lasso-clear">clear</button></div>`;
+  $("lasso-clear").addEventListener("click", () => { ctx.chosen = null; ctx.lassoPoly = null; panel.hidden = true; state.set({}); });
+  $("lasso-export").addEventListener("click", () => {
+    const cols = latents.columns.filter((c) => latents.values[c]);
+    const quote = (v) => (/[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+    const lines = [["row", ...cols].map(quote).join(",")];
+    for (const r of rows) lines.push([r, ...cols.map((c) => label(c, latents.values[c][r]))].map(quote).join(","));
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    a.download = `${ctx.run}-lasso.csv`;
+    a.click();
+  });
+}
+
 // -- traversal -----------------------------------------------------------------------------------
 let traverseBase = null;
 
