@@ -28,8 +28,11 @@ def test_feature_list_and_page(page, sae_server, shot, frontend):
     assert page.locator("#tabs a.active").inner_text() == "Features"
     rows = page.locator("#feature-list tbody tr")
     assert rows.count() == 128
-    dens = [float(rows.nth(i).locator("td").nth(1).inner_text().rstrip("%")) for i in range(5)]
-    assert dens == sorted(dens, reverse=True)
+    # opens on the interpretability proxy ("focus"), highest first, with a sticky header
+    focus = [float(rows.nth(i).locator("td").nth(1).inner_text().rstrip("%")) for i in range(5)]
+    assert focus == sorted(focus, reverse=True)
+    assert page.locator("#feature-list thead th").nth(1).inner_text().startswith("focus")
+    assert page.eval_on_selector("#feature-list thead th", "th => getComputedStyle(th).position") == "sticky"
     # the first feature's page is open; click the third row to open its page
     third = rows.nth(2).get_attribute("data-feat")
     rows.nth(2).click()

@@ -29,8 +29,23 @@ def client(sae_atlas):
         yield c
 
 
-def test_feature_list_sorts_pages_and_filters(client):
-    r = client.get("/api/runs/s/features", params={"limit": 1000})
+def test_feature_list_sorts_pages_and_filters(client, sae_atlas):
+    # the default order: the interpretability proxy, highest first, equal to its definition on the tables
+    default = client.get("/api/runs/s/features", params={"limit": 1000}).json()["items"]
+    focus = [i["interpretability"] for i in default]
+    assert focus == sorted(focus, reverse=True)
+    from latentatlas.atlas import Atlas
+    from latentatlas.labs.sae.explore import SAEExplorer
+
+    x = SAEExplorer(Atlas(sae_atlas).run("s"))
+    tables, meta = x.tables
+    for item in default[:5] + default[-5:]:
+        f = item["id"]
+        fires = int(tables["fires"][f])
+        want = tables["token_counts"][f, :3].clip(min=0).sum() / max(fires, 1)
+        ok = fires >= 20 and fires / meta["n_tokens"] <= 0.01 and any(c.isalnum() for c in x._token_lookup()[int(tables["token_ids"][f, 0])])
+        assert item["interpretability"] == pytest.approx(want if ok else 0.0)
+    r = client.get("/api/runs/s/features", params={"limit": 1000, "sort": "density"})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["total"] == 128 and len(body["items"]) == 128 and body["n_tokens"] == 1200
@@ -38,7 +53,7 @@ def test_feature_list_sorts_pages_and_filters(client):
     assert dens == sorted(dens, reverse=True)
     by_max = client.get("/api/runs/s/features", params={"sort": "max_act", "order": "asc", "limit": 1000}).json()["items"]
     assert [i["max_act"] for i in by_max] == sorted(i["max_act"] for i in by_max)
-    page2 = client.get("/api/runs/s/features", params={"offset": 10, "limit": 5}).json()["items"]
+    page2 = client.get("/api/runs/s/features", params={"offset": 10, "limit": 5, "sort": "density"}).json()["items"]
     assert [i["id"] for i in page2] == [i["id"] for i in body["items"][10:15]]
     word = body["items"][0]["top_tokens"][0]
     hits = client.get("/api/runs/s/features", params={"token": word, "limit": 1000}).json()

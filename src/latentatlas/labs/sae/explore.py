@@ -132,13 +132,14 @@ class SAEExplorer:
         return i
 
     # -- the feature list --------------------------------------------------------------------------
-    def feature_list(self, sort: str = "density", order: str = "desc", offset: int = 0, limit: int = 100,
+    def feature_list(self, sort: str = "interpretability", order: str = "desc", offset: int = 0, limit: int = 100,
                      token: str | None = None) -> dict[str, Any]:
         a, meta = self.tables
         density = a["fires"] / max(meta["n_tokens"], 1)
-        keys = {"density": density, "max_act": a["max_act"], "id": np.arange(self.d_sae)}
+        focus = self.interpretability()
+        keys = {"interpretability": focus, "density": density, "max_act": a["max_act"], "id": np.arange(self.d_sae)}
         if sort not in keys:
-            raise LatentAtlasError(f"sort '{sort}' is not a feature column; expected density, max_act or id")
+            raise LatentAtlasError(f"sort '{sort}' is not a feature column; expected interpretability, density, max_act or id")
         ids = np.arange(self.d_sae)
         if token:
             vocab = self._vocab_ids(token)
@@ -147,9 +148,25 @@ class SAEExplorer:
         if order == "desc":
             ids = ids[::-1]
         page = ids[offset : offset + limit]
-        items = [{"id": int(i), "density": float(density[i]), "max_act": float(a["max_act"][i]),
+        items = [{"id": int(i), "density": float(density[i]), "max_act": float(a["max_act"][i]), "interpretability": float(focus[i]),
                   "top_tokens": self._token_texts(a["token_ids"][i][:3])} for i in page]
-        return {"total": int(len(ids)), "offset": offset, "n_tokens": meta["n_tokens"], "items": items}
+        dead = int((a["fires"] == 0).sum())
+        return {"total": int(len(ids)), "offset": offset, "n_tokens": meta["n_tokens"], "items": items, "dead": dead,
+                "dead_note": (f"{dead:,} features never fired on the {meta['n_tokens']:,} tokens scanned (dead: their encoder never "
+                              "gives them a positive activation there); they sort last and have no page to show") if dead else None}
+
+    def interpretability(self) -> np.ndarray:
+        """A simple interpretability proxy per feature (docs/metrics.md, "Feature tables"): the share of
+        its firings on its three most frequent tokens, counted only for features that fire on at least 20
+        scanned tokens, at most 1% of them, and whose top token is a word (letters or digits); 0
+        otherwise, so dense and punctuation features sort after the concentrated word features."""
+        a, _ = self.tables
+        fires = a["fires"].astype(np.float64)
+        share = a["token_counts"][:, :3].clip(min=0).sum(1) / np.maximum(fires, 1)
+        density = fires / max(self.tables[1]["n_tokens"], 1)
+        lookup = self._token_lookup()
+        wordy = np.array([any(ch.isalnum() for ch in lookup.get(int(t), "")) if t >= 0 else False for t in a["token_ids"][:, 0]])
+        return np.where((fires >= 20) & (density <= 0.01) & wordy, share, 0.0)
 
     def _vocab_ids(self, token: str) -> np.ndarray:
         t = self.tokens
@@ -163,7 +180,9 @@ class SAEExplorer:
     def _token_lookup(self) -> dict[int, str]:
         if self._lookup is None:
             t = self.tokens.drop_duplicates("token_id")
-            self._lookup = dict(zip(t["token_id"].astype(int), t["text"].str.strip()))
+            # a WordPiece continuation keeps its '##', so that a subword is seen to be one
+            raw, text = t["token"].astype(str), t["text"].str.strip()
+            self._lookup = dict(zip(t["token_id"].astype(int), np.where(raw.str.startswith("##"), raw, text)))
         return self._lookup
 
     def _token_freq(self) -> np.ndarray:

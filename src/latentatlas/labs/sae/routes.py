@@ -42,8 +42,8 @@ def explorer(request: Request, name: str, tables: bool = False) -> SAEExplorer:
         raise ApiError(404, str(exc)) from None
 
 
-@router.get("/api/runs/{run}/features", summary="The SAE's features, sortable by density or max activation")
-def features(run: str, request: Request, sort: Literal["density", "max_act", "id"] = "density", order: Literal["asc", "desc"] = "desc",
+@router.get("/api/runs/{run}/features", summary="The SAE's features, sortable by an interpretability proxy (default), density or max activation")
+def features(run: str, request: Request, sort: Literal["interpretability", "density", "max_act", "id"] = "interpretability", order: Literal["asc", "desc"] = "desc",
              offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
              token: str | None = Query(None, max_length=100, description="only features whose top tokens include it")):
     return explorer(request, run, tables=True).feature_list(sort=sort, order=order, offset=offset, limit=limit, token=token)

@@ -31,7 +31,7 @@ function histogramSvg(h, w = 420, height = 90) {
 const listState = { key: null, items: [], total: 0 };
 
 async function loadList(run, append) {
-  const sort = state.get("sort", "density"), order = state.get("order", "desc"), tok = state.get("tok", "");
+  const sort = state.get("sort", "interpretability"), order = state.get("order", "desc"), tok = state.get("tok", "");
   const key = `${run}|${sort}|${order}|${tok}`;
   if (!append && listState.key === key) return;
   if (!append) { listState.key = key; listState.items = []; }
@@ -41,16 +41,19 @@ async function loadList(run, append) {
   listState.items.push(...page.items);
   listState.total = page.total;
   listState.nTokens = page.n_tokens;
+  listState.deadNote = page.dead_note;
 }
 
 function listHtml(run) {
-  const sort = state.get("sort", "density"), order = state.get("order", "desc"), sel = state.getInt("feat");
+  const sort = state.get("sort", "interpretability"), order = state.get("order", "desc"), sel = state.getInt("feat");
   const arrow = (k) => (k === sort ? (order === "desc" ? " ▾" : " ▴") : "");
   const rows = listState.items.map((f) => `<tr class="clickable${f.id === sel ? " selected" : ""}" data-feat="${f.id}"><td class="num">${f.id}</td>
-    <td class="num">${pct(f.density)}</td><td class="num">${fmt(f.max_act)}</td><td class="toks">${f.top_tokens.map((t) => `<code>${esc(t)}</code>`).join(" ")}</td></tr>`).join("");
+    <td class="num">${pct(f.interpretability)}</td><td class="num">${pct(f.density)}</td><td class="num">${fmt(f.max_act)}</td><td class="toks">${f.top_tokens.map((t) => `<code>${esc(t)}</code>`).join(" ")}</td></tr>`).join("");
   return `<div class="controls"><label>top token <input id="feat-filter" type="search" value="${esc(state.get("tok", ""))}" placeholder="e.g. the" style="width:120px"></label>
       <span class="muted">${listState.total.toLocaleString()} features · ${Number(listState.nTokens || 0).toLocaleString()} tokens scanned</span></div>
-    <div class="scroll"><table id="feature-list"><thead><tr><th class="num sortable" data-sort="id">#${arrow("id")}</th>
+    ${listState.deadNote ? `<p class="muted" id="dead-note" style="font-size:12px">${esc(listState.deadNote)}</p>` : ""}
+    <div class="scroll"><table id="feature-list" class="sticky"><thead><tr><th class="num sortable" data-sort="id">#${arrow("id")}</th>
+      <th class="num sortable" data-sort="interpretability" title="share of its firings on its 3 top tokens (word features firing on 20+ tokens and ≤ 1% of them; others 0): docs/metrics.md">focus${arrow("interpretability")}</th>
       <th class="num sortable" data-sort="density">density${arrow("density")}</th><th class="num sortable" data-sort="max_act">max act${arrow("max_act")}</th>
       <th>top tokens</th></tr></thead><tbody>${rows}</tbody></table>
     ${listState.items.length < listState.total ? `<button id="feat-more">more</button>` : ""}</div>`;
