@@ -174,5 +174,5 @@ def test_labs_registry_matches_the_labs_on_disk():
     for lab in LABS:
         for part in ("jobs", "explore", "routes", "cli"):
             assert (SRC / "labs" / lab / f"{part}.py").is_file(), (lab, part)
-    assert tuple(VAE_KINDS) == importlib.import_module("latentatlas.labs.vae").KINDS
+    assert tuple(VAE_KINDS) == importlib.import_module("latentatlas.labs.vae").MODEL_KINDS
     assert lab_of_kind("beta_tcvae") == "vae" and lab_of_kind("sae_sweep") == "sae" and lab_of_kind("nope") is None

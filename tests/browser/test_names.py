@@ -47,3 +47,32 @@ def test_class_names_in_the_legend_and_the_inspector(page, folder_server, shot, 
     assert any(f"class {c}" in inspector for c in CLASSES), inspector
     shot()
     assert not page.console_errors, page.console_errors
+
+
+@pytest.fixture(scope="module")
+def embeddings_server(tmp_path_factory):
+    import pandas as pd
+
+    from latentatlas.labs.vae.jobs import import_embeddings
+
+    tmp = tmp_path_factory.mktemp("emb")
+    rng = np.random.default_rng(0)
+    kinds = np.repeat(CLASSES, 40)
+    x = rng.standard_normal((120, 16)).astype(np.float32) + 4 * (np.arange(120) // 40)[:, None]
+    np.save(tmp / "vectors.npy", x)
+    pd.DataFrame({"animal": kinds, "weight": rng.random(120)}).to_parquet(tmp / "meta.parquet")
+    import_embeddings(str(tmp / "vectors.npy"), str(tmp / "meta.parquet"), name="emb", atlas=str(tmp / "atlas"))
+    yield from _serve(tmp / "atlas")
+
+
+def test_imported_embeddings_open_on_the_map(page, embeddings_server, shot, frontend):
+    page.goto(f"{embeddings_server}/?run=emb")
+    page.wait_for_selector("body[data-ready=map]")
+    assert page.locator("#tabs a").all_inner_texts() == ["Map", "Metrics"]  # no decoder: no traversal
+    page.wait_for_function("document.querySelectorAll('#map-legend span').length === 3")
+    assert page.locator("#map-legend span").all_inner_texts() == CLASSES
+    page.evaluate("() => window.latentatlas.select(0)")
+    page.wait_for_selector("#neighbours-table tbody tr")
+    assert page.locator("#inspect-panel img").count() == 0 and "animal cat" in page.locator("#inspect-panel").inner_text()
+    shot()
+    assert not page.console_errors, page.console_errors

@@ -100,6 +100,28 @@ def eval_cmd(
         print_report(report, the_run)
 
 
+@app.command("import")
+def import_cmd(
+    vectors: str = typer.Argument(..., help="Vectors: .npy (N×D), .safetensors (one 2-D tensor, or --key), .parquet/.csv (numeric columns, or --key)."),
+    meta: Optional[str] = typer.Option(None, "--meta", callback=nonempty, help="Metadata table (.parquet/.csv), one row per vector."),
+    key: Optional[str] = typer.Option(None, "--key", callback=nonempty, help="The tensor (safetensors) or list column (parquet/csv) holding the vectors."),
+    name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: embeddings-FILE)."),
+    projections: str = typer.Option("pca", "--projections", help="Comma-separated: pca, umap, tsne (others can be computed from the map)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    atlas: Optional[str] = AtlasOpt,
+) -> None:
+    """Load your own embeddings (and a metadata table) as a run for the map, without training anything."""
+    from .jobs import import_embeddings
+
+    methods = [m.strip() for m in projections.split(",") if m.strip()]
+    run = import_embeddings(vectors, meta, key=key, name=name, atlas=atlas, projections=methods, seed=seed)
+    con = console()
+    report = run.read_metrics() or {}
+    for note in report.get("notes", []):
+        con.print(f"[yellow]note:[/] {esc(note)}")
+    con.print(f"imported → {esc(run.path)}; open it with `latentatlas serve` (map: ?run={esc(run.name)}&view=map)")
+
+
 def print_report(report: dict, run) -> None:
     con = console()
     metrics_table(f"{run.name} — {report['n']} samples", report["metrics"], con)

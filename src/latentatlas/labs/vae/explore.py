@@ -27,6 +27,14 @@ MAX_STEPS = 64
 NON_FACTOR_COLUMNS = ("index", "label", "recon_error")
 
 
+def _cell(v) -> int | float | None:
+    """A per-row table value for JSON: a whole number as int, NaN as None."""
+    v = float(v)
+    if not np.isfinite(v):
+        return None
+    return int(v) if v.is_integer() else v
+
+
 @dataclass
 class Latents:
     """The ``eval`` latent set of a run: arrays plus the per-row table."""
@@ -150,6 +158,8 @@ class VAEExplorer:
             "dims_by_kl": (metrics or {}).get("dims_by_kl"),
             "traversal": traversal,
             "factors": self.factor_info(lat),
+            "has_images": cfg.get("kind") != "embeddings" and (self.run.has_model or self.run.read_inputs() is not None),
+            "imported": cfg.get("kind") == "embeddings",
         }
 
     def factor_info(self, lat: Latents | None = None) -> list[dict[str, Any]]:
@@ -192,9 +202,9 @@ class VAEExplorer:
         lat = self.latents
         self.check_row(row)
         record = lat.rows.iloc[row]
-        factors = {str(c): int(record[c]) for c in lat.rows.columns if c not in NON_FACTOR_COLUMNS}
+        factors = {str(c): _cell(record[c]) for c in lat.rows.columns if c not in NON_FACTOR_COLUMNS}
         names = {f["name"]: f.get("value_names") for f in self.factor_info(lat)}
-        factor_names = {k: names[k][v] for k, v in factors.items() if names.get(k) and 0 <= v < len(names[k])}
+        factor_names = {k: names[k][v] for k, v in factors.items() if names.get(k) and isinstance(v, int) and 0 <= v < len(names[k])}
         recon = record["recon_error"] if "recon_error" in lat.rows.columns else (lat.recon_nll[row] if lat.recon_nll is not None else None)
         return {
             "row": row,
@@ -252,8 +262,7 @@ class VAEExplorer:
             rec = lat.rows.iloc[r]
             facts = {}
             for c in cols:
-                v = rec[c]
-                v = int(v) if float(v).is_integer() else float(v)
+                v = _cell(rec[c])
                 nm = names.get(str(c))
                 facts[str(c)] = nm[v] if nm and isinstance(v, int) and 0 <= v < len(nm) else v
             out.append({"row": r, "index": int(rec["index"]), "distance": d, "factors": facts})

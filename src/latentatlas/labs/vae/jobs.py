@@ -192,6 +192,9 @@ def evaluate_run(run: Run, n: int = 10000, seed: int = 0, projections: Sequence[
     from ...analysis import vae_metrics as vm
     from ...analysis.bootstrap import mean_estimate
 
+    if run.config().get("kind") == "embeddings":
+        raise LatentAtlasError(f"run '{run.name}' holds imported embeddings, not a model: there is nothing to evaluate; its map is ready "
+                               "(compute more projections from the map, or import again with --projections)")
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     cfg = run.config()
@@ -338,3 +341,59 @@ def compute_projection(run: Run, mu: np.ndarray, method: str, seed: int = 0) -> 
     run.write_projection(f"eval-{method}", proj.coords, params, kept=neighbours_kept(mu, proj.coords, k=KEPT_K))
     return proj.coords
 
+
+
+def import_embeddings(
+    vectors: str,
+    meta: str | None = None,
+    *,
+    key: str | None = None,
+    name: str | None = None,
+    atlas: Atlas | str | None = None,
+    projections: Sequence[str] = ("pca",),
+    seed: int = 0,
+) -> Run:
+    """``latentatlas vae import``: a user's own embeddings (and a metadata table) as a run of kind
+    ``embeddings``, nothing trained: the vectors are its latents, the table's columns its per-row
+    columns, and the map, the neighbours and the filter work on it as on a trained run's latents."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ...analysis.projections import METHODS
+    from ...data.embeddings import read_metadata, read_vectors
+
+    atlas = atlas if isinstance(atlas, Atlas) else Atlas(atlas)
+    for method in projections:
+        if method not in METHODS:
+            raise LatentAtlasError(f"--projections names '{method}'; expected some of {', '.join(METHODS)}")
+    check_int(seed, "--seed", 0, MAX_SEED)
+    x = read_vectors(vectors, key=key)
+    table = read_metadata(meta, len(x)) if meta else None
+    name = name or atlas.unique_run_name(f"embeddings-{Path(vectors).stem}"[:60])
+    config = {"name": name, "kind": "embeddings",
+              "data": {"kind": "embeddings", "vectors": Path(vectors).name, "meta": Path(meta).name if meta else None,
+                       "rows": int(len(x)), "dim": int(x.shape[1])},
+              "model": {"latent_dim": int(x.shape[1])}, "versions": versions(), "created_at": now_iso()}
+    run = atlas.create_run(name, config)
+    try:
+        with run.lock():
+            rows = pd.DataFrame({"index": np.arange(len(x), dtype=np.int64)})
+            for col, values in (table.columns.items() if table else ()):
+                rows[col] = values
+            run.write_latents({"mu": x}, rows)
+            run.write_latent_meta({
+                "dataset": Path(vectors).stem,
+                "factors": [{"name": c, "size": len(v), "value_names": v} for c, v in (table.value_names.items() if table else ())],
+                "classes": None,
+            })
+            for method in projections if x.shape[1] >= 2 else ():
+                compute_projection(run, x, method, seed)
+            notes = [f"imported {len(x):,} vectors of {x.shape[1]} dimensions from '{Path(vectors).name}'; nothing was trained"]
+            notes += table.notes if table else []
+            run.write_metrics({"run": name, "kind": "embeddings", "command": f"latentatlas vae import {vectors}", "created_at": now_iso(),
+                               "n": int(len(x)), "metrics": {}, "headline": {}, "notes": notes})
+    except BaseException:
+        atlas.delete_run(name)
+        raise
+    return run

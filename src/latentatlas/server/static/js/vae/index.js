@@ -7,8 +7,10 @@ import { $, section } from "../util.js";
 import * as mapView from "./map.js";
 import * as panels from "./panels.js";
 
-export const KINDS = ["ae", "vae", "beta_vae", "beta_tcvae"];
-export const tabs = () => [["map", "Map"], ["traverse", "Traverse"], ["interp", "Interpolate"], ["metrics", "Metrics"]];
+export const KINDS = ["ae", "vae", "beta_vae", "beta_tcvae", "embeddings"];
+// imported embeddings have no decoder: the map and the metrics view (their notes), no traversal
+export const tabs = (kind) => (kind === "embeddings" ? [["map", "Map"], ["metrics", "Metrics"]]
+  : [["map", "Map"], ["traverse", "Traverse"], ["interp", "Interpolate"], ["metrics", "Metrics"]]);
 
 const EXPLORE = `
   <div class="left">

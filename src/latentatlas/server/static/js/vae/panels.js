@@ -20,15 +20,16 @@ export async function inspect(ctx) {
   }).join("");
   // a factor's value by its name where the data has one (shape heart, class cat), its index otherwise
   const named = rec.factor_names || {};
-  const facts = Object.entries(rec.factors).map(([k, v]) => `${esc(k)} <b>${esc(k in named ? named[k] : v)}</b>`).join(" · ");
+  const shown = (v) => (typeof v === "number" && !Number.isInteger(v) ? fmt(v, 4) : v === null ? "–" : v);
+  const facts = Object.entries(rec.factors).map(([k, v]) => `${esc(k)} <b>${esc(k in named ? named[k] : shown(v))}</b>`).join(" · ");
   panel.innerHTML = `<h2>Inspector · row ${sel}</h2>
     <div class="pair">
-      <figure><img id="inspect-input" class="pix" src="${api.inputPng(ctx.run, sel)}" alt="input"><figcaption>input</figcaption></figure>
-      <figure><img id="inspect-recon" class="pix" src="${api.reconPng(ctx.run, sel)}" alt="reconstruction"><figcaption>reconstruction</figcaption></figure>
+      ${ctx.info.has_images === false ? "" : `<figure><img id="inspect-input" class="pix" src="${api.inputPng(ctx.run, sel)}" alt="input"><figcaption>input</figcaption></figure>
+      <figure><img id="inspect-recon" class="pix" src="${api.reconPng(ctx.run, sel)}" alt="reconstruction"><figcaption>reconstruction</figcaption></figure>`}
       <div class="muted" style="font-size:12px">dataset index ${rec.index}<br>${facts || ""}${rec.label !== null ? `<br>label ${esc(rec.label)}` : ""}
-        <br>recon. error ${fmt(rec.recon_error, 4)}</div>
+        ${rec.recon_error === null ? "" : `<br>recon. error ${fmt(rec.recon_error, 4)}`}</div>
     </div>
-    <h3>latent mean ± σ (dims by KL)</h3>
+    <h3>${ctx.info.imported ? "the vector" : "latent mean ± σ (dims by KL)"}</h3>
     <table id="inspect-latents"><thead><tr><th>dim</th><th>μ</th><th>σ</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
