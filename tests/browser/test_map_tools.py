@@ -97,3 +97,19 @@ def test_neighbours_kept_colour_filter_lasso_and_hover(page, server, shot, front
     text = page.locator("#hover-info").inner_text()
     assert "row" in text and "position" in text and "width" in text, text
     assert not page.console_errors, page.console_errors
+
+
+def test_tsne_with_a_chosen_perplexity_is_computed_in_the_background_and_kept(page, server, shot, frontend, atlas_root):
+    from latentatlas.atlas import Atlas
+
+    _map(page, server, "&proj=tsne&pp=7&pm=cosine")
+    assert page.locator("#proj-pp").is_visible() and not page.locator("#proj-nn").is_visible()
+    assert page.locator("#proj-pp").input_value() == "7" and page.locator("#proj-pm").input_value() == "cosine"
+    page.wait_for_function(f"document.querySelector('#map').dataset.points === '{N_EVAL}'", timeout=60_000)
+    stored = Atlas(atlas_root).run(RUN).read_projection("eval-tsne-cosine-pp7")
+    assert stored is not None and stored[1]["settings"] == {"perplexity": 7.0, "metric": "cosine"}
+    assert stored[1]["params"]["perplexity"] == 7.0 and stored[1]["params"]["metric"] == "cosine"
+    shot()
+    # the one 404 is the designed first answer for a projection not computed yet (it names the POST that computes it)
+    others = [e for e in page.console_errors if "status of 404" not in e]
+    assert len(page.console_errors) - len(others) <= 1 and not others, page.console_errors

@@ -282,3 +282,11 @@ def test_neighbours_and_the_neighbourhood_a_map_keeps(client):
     # the stored "neighbours kept" of the eval's projection is the map's own, recomputed here
     kept, coords = floats("/api/runs/r/projection/pca/kept.bin"), floats("/api/runs/r/projection/pca.bin")
     np.testing.assert_allclose(kept, neighbours_kept(mu, coords.astype(np.float64), k=10), atol=1e-6)
+
+
+def test_projection_settings_are_checked_and_name_their_own_projection(client):
+    r = client.get("/api/runs/r/projection/umap.bin", params={"n_neighbors": 5, "metric": "cosine"})
+    assert r.status_code == 404 and r.json()["compute"] == "/api/runs/r/projection/umap?n_neighbors=5&metric=cosine"
+    assert client.get("/api/runs/r/projection/pca.bin", params={"perplexity": 10}).status_code == 422  # PCA has no perplexity
+    for bad in ({"n_neighbors": 1}, {"min_dist": 2}, {"perplexity": 1000}, {"metric": "manhattan"}):
+        assert client.get("/api/runs/r/projection/umap.bin", params=bad).status_code == 422

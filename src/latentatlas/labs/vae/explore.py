@@ -218,13 +218,16 @@ class VAEExplorer:
         }
 
     # -- projections -----------------------------------------------------------------------------------
-    def projection(self, method: str, compute: bool = True) -> np.ndarray | None:
-        """The stored 2-D projection of the latents by ``method``; computed and written into the run
-        when missing and ``compute`` (else None)."""
+    def projection(self, method: str, compute: bool = True, params: dict[str, Any] | None = None) -> np.ndarray | None:
+        """The stored 2-D projection of the latents by ``method`` (with ``params``: UMAP's n_neighbors,
+        min_dist, metric; t-SNE's perplexity, metric); computed and written into the run when missing and
+        ``compute`` (else None)."""
+        from .jobs import compute_projection, projection_key
+
         if method not in PROJECTION_METHODS:
             raise LatentAtlasError(f"projection method '{method}' is unknown; expected one of {', '.join(PROJECTION_METHODS)}.")
+        key, _ = projection_key(method, params)
         lat = self.latents
-        key = f"eval-{method}"
         stored = self.run.read_projection(key)
         if stored is not None and stored[0].shape == (lat.n, 2):
             return stored[0]
@@ -232,16 +235,16 @@ class VAEExplorer:
             return None
         if lat.dim < 2:
             raise LatentAtlasError(f"run '{self.run.name}' has a {lat.dim}-dimensional latent; a 2-D projection needs at least 2.")
-        from .jobs import compute_projection
+        return compute_projection(self.run, lat.mu, method, seed=0, params=params)
 
-        return compute_projection(self.run, lat.mu, method, seed=0)
-
-    def kept(self, method: str) -> np.ndarray | None:
+    def kept(self, method: str, params: dict[str, Any] | None = None) -> np.ndarray | None:
         """Per point, the share of its 10 nearest latent-space neighbours that projection ``method`` keeps
         among its 10 nearest on the map; None when the stored projection predates it."""
-        if self.projection(method, compute=False) is None:
+        from .jobs import projection_key
+
+        if self.projection(method, compute=False, params=params) is None:
             return None
-        return self.run.read_projection_kept(f"eval-{method}")
+        return self.run.read_projection_kept(projection_key(method, params)[0])
 
     # -- nearest neighbours in the full latent space --------------------------------------------------
     def neighbours(self, row: int, k: int = 10, metric: str = "cosine") -> dict[str, Any]:

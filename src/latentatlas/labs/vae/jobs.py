@@ -329,16 +329,53 @@ def _est(e) -> dict[str, Any]:
 KEPT_K = 10  # neighbours per point for the map's "neighbours kept" colour
 
 
-def compute_projection(run: Run, mu: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
-    """Project the eval latents to 2-D by ``method`` and store the coordinates with, per point, the share
-    of its 10 latent-space neighbours the map keeps (analysis/neighbours.py)."""
+# what a user may set per projection method, with bounds: (type, low, high) or a tuple of choices
+PROJECTION_PARAMS: dict[str, dict[str, Any]] = {
+    "pca": {},
+    "umap": {"n_neighbors": (int, 2, 200), "min_dist": (float, 0.0, 1.0), "metric": ("euclidean", "cosine")},
+    "tsne": {"perplexity": (float, 2.0, 100.0), "metric": ("euclidean", "cosine")},
+}
+_SHORT = {"n_neighbors": "nn", "min_dist": "md", "perplexity": "pp", "metric": ""}
+
+
+def projection_key(method: str, params: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The stored name of a projection (``eval-umap``, or ``eval-umap-nn30-md0.05-cosine`` with settings)
+    and its settings, checked against :data:`PROJECTION_PARAMS` (one sentence for a bad one)."""
+    allowed = PROJECTION_PARAMS.get(method)
+    if allowed is None:
+        raise LatentAtlasError(f"projection method '{method}' is unknown; expected one of {', '.join(PROJECTION_PARAMS)}.")
+    checked: dict[str, Any] = {}
+    for name, value in (params or {}).items():
+        if value is None:
+            continue
+        rule = allowed.get(name)
+        if rule is None:
+            raise LatentAtlasError(f"{method} has no setting '{name}'; it takes: {', '.join(allowed) or 'none'}")
+        if isinstance(rule[0], str):
+            if value not in rule:
+                raise LatentAtlasError(f"{method}'s {name} must be one of {', '.join(rule)}, got {value!r}")
+            checked[name] = value
+        elif rule[0] is int:
+            checked[name] = check_int(int(value) if isinstance(value, float) and value.is_integer() else value, name, rule[1], rule[2])
+        else:
+            checked[name] = check_float(value, name, rule[1], rule[2])
+    if not checked:
+        return f"eval-{method}", {}
+    tag = "-".join(f"{_SHORT[k]}{checked[k]:g}" if not isinstance(checked[k], str) else checked[k] for k in sorted(checked))
+    return f"eval-{method}-{tag}", checked
+
+
+def compute_projection(run: Run, mu: np.ndarray, method: str, seed: int = 0, params: dict[str, Any] | None = None) -> np.ndarray:
+    """Project the eval latents to 2-D by ``method`` (with the user's ``params``) and store the coordinates
+    with, per point, the share of its 10 latent-space neighbours the map keeps (analysis/neighbours.py)."""
     from ...analysis.neighbours import neighbours_kept
     from ...analysis.projections import project
 
-    proj = project(mu, method=method, n_components=2, seed=seed)
-    params = {"method": method, "params": proj.params, "explained_variance": proj.explained_variance, "n": int(len(mu)), "latents": "eval",
-              "kept_k": KEPT_K}
-    run.write_projection(f"eval-{method}", proj.coords, params, kept=neighbours_kept(mu, proj.coords, k=KEPT_K))
+    key, checked = projection_key(method, params)
+    proj = project(mu, method=method, n_components=2, seed=seed, **checked)
+    meta = {"method": method, "params": proj.params, "settings": checked, "explained_variance": proj.explained_variance, "n": int(len(mu)),
+            "latents": "eval", "kept_k": KEPT_K}
+    run.write_projection(key, proj.coords, meta, kept=neighbours_kept(mu, proj.coords, k=KEPT_K))
     return proj.coords
 
 

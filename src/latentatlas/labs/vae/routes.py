@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -78,44 +78,58 @@ def run_mu(run: str, request: Request):
     return float32_response(explorer(request, run).latents.mu)
 
 
+def _params(n_neighbors: int | None = Query(None, ge=2, le=200, description="UMAP: neighbours (default 15)"),
+            min_dist: float | None = Query(None, ge=0, le=1, description="UMAP: minimum distance (default 0.1)"),
+            perplexity: float | None = Query(None, ge=2, le=100, description="t-SNE: perplexity (default 30)"),
+            metric: Literal["euclidean", "cosine"] | None = Query(None, description="UMAP/t-SNE: distance (default euclidean)")) -> dict:
+    """A projection's settings from the query; the ones left out take the defaults."""
+    given = {"n_neighbors": n_neighbors, "min_dist": min_dist, "perplexity": perplexity, "metric": metric}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 @router.get("/api/runs/{run}/projection/{method}.bin", summary="2-D projection as little-endian float32 (N×2)",
             response_class=Response)
-def run_projection(run: str, method: str, request: Request):
+def run_projection(run: str, method: str, request: Request, params: dict = Depends(_params)):
     x = explorer(request, run)
-    return float32_response(_stored(x, method, x.projection(method, compute=False), "is not computed yet; POST {url} to compute it (or"))
+    return float32_response(_stored(x, method, params, x.projection(method, compute=False, params=params),
+                                    "is not computed yet; POST {url} to compute it (or"))
 
 
-def _stored(x: VAEExplorer, method: str, array, missing: str):
+def _stored(x: VAEExplorer, method: str, params: dict, array, missing: str):
     """``array``, or a 404 that says how to compute it (``missing``: what is wrong, then the way out)."""
     if array is None:
-        url = f"/api/runs/{x.run.name}/projection/{method}"
+        from urllib.parse import urlencode
+
+        url = f"/api/runs/{x.run.name}/projection/{method}" + (f"?{urlencode(params)}" if params else "")
         raise ApiError(404, f"the {method} projection of run '{x.run.name}' {missing.format(url=url)} run "
                        f"`latentatlas eval {x.run.name} --projections {method}`)", compute=url)
     return array
 
 
 @router.post("/api/runs/{run}/projection/{method}", summary="Compute a projection in the background (202 and a job to poll)")
-def run_projection_compute(run: str, method: str, request: Request):
+def run_projection_compute(run: str, method: str, request: Request, params: dict = Depends(_params)):
     x = explorer(request, run)
-    if x.projection(method, compute=False) is not None:
+    if x.projection(method, compute=False, params=params) is not None:
         return json_response({"state": "done", "job": None})
     if x.latents.dim < 2:
         raise ApiError(422, f"run '{x.run.name}' has a {x.latents.dim}-dimensional latent; a 2-D projection needs at least 2.")
 
     def work() -> None:
         with x.run.lock():  # the run's one writer meanwhile
-            x.projection(method, compute=True)
+            x.projection(method, compute=True, params=params)
 
-    job = jobs_of(request).submit(("projection", x.run.name, method, mtime(x.run.path / "latents" / "eval.safetensors")),
+    job = jobs_of(request).submit(("projection", x.run.name, method, tuple(sorted(params.items())),
+                                   mtime(x.run.path / "latents" / "eval.safetensors")),
                                   f"{method} projection of run '{x.run.name}'", work)
     return json_response({"state": job.state, "job": job.as_dict()}, status=202)
 
 
 @router.get("/api/runs/{run}/projection/{method}/kept.bin", response_class=Response,
             summary="Per point, the share of its 10 latent-space neighbours the map keeps, as little-endian float32 (N)")
-def run_projection_kept(run: str, method: str, request: Request):
+def run_projection_kept(run: str, method: str, request: Request, params: dict = Depends(_params)):
     x = explorer(request, run)
-    return float32_response(_stored(x, method, x.kept(method), "has no neighbourhood scores stored (it predates them; to compute them,"))
+    return float32_response(_stored(x, method, params, x.kept(method, params=params),
+                                    "has no neighbourhood scores stored (it predates them; to compute them,"))
 
 
 @router.get("/api/runs/{run}/neighbours/{row}", summary="The k rows nearest a row in the full latent space, with distances")

@@ -16,6 +16,12 @@ const EXPLORE = `
   <div class="left">
     <div class="map-controls">
       <label>projection <select id="proj-select"><option>pca</option><option>umap</option><option>tsne</option></select></label>
+      <span id="proj-params">
+        <label data-for="umap">neighbours <input id="proj-nn" type="number" min="2" max="200" step="1" placeholder="15" style="width:60px"></label>
+        <label data-for="umap">min dist <input id="proj-md" type="number" min="0" max="1" step="0.05" placeholder="0.1" style="width:60px"></label>
+        <label data-for="tsne">perplexity <input id="proj-pp" type="number" min="2" max="100" step="1" placeholder="30" style="width:60px"></label>
+        <label data-for="umap tsne">metric <select id="proj-pm"><option value="">euclidean</option><option value="cosine">cosine</option></select></label>
+      </span>
       <label>colour <select id="color-select"></select></label>
       <label>filter <input id="map-filter" type="search" placeholder="shape = heart and scale > 2" style="width:220px"></label>
       <span id="map-status" class="muted"></span>
@@ -41,6 +47,10 @@ function explore() {
     $("proj-select").addEventListener("change", (e) => state.set({ proj: e.target.value }));
     $("color-select").addEventListener("change", (e) => state.set({ color: e.target.value }));
     $("map-filter").addEventListener("change", (e) => state.set({ filter: e.target.value || null }));
+    // a projection's settings: a new value is a new projection (computed once in the background, then kept)
+    for (const [id, keyName] of [["proj-nn", "nn"], ["proj-md", "md"], ["proj-pp", "pp"], ["proj-pm", "pm"]]) {
+      $(id).addEventListener("change", (e) => state.set({ [keyName]: e.target.value || null }));
+    }
   }
   return el;
 }
@@ -64,7 +74,11 @@ export async function load(ctx) {
 
 export async function render(ctx, view) {
   explore().hidden = false;
-  $("proj-select").value = state.get("proj", "pca");
+  const proj = state.get("proj", "pca");
+  $("proj-select").value = proj;
+  for (const label of $("proj-params").querySelectorAll("label")) label.hidden = !label.dataset.for.split(" ").includes(proj);
+  $("proj-nn").value = state.get("nn", ""); $("proj-md").value = state.get("md", ""); $("proj-pp").value = state.get("pp", "");
+  $("proj-pm").value = state.get("pm", "");
   $("color-select").value = state.get("color") || ctx.defaultColor;
   $("inspect-panel").hidden = view !== "map";
   $("neighbours-panel").hidden = view !== "map";

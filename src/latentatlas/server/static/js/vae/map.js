@@ -40,13 +40,13 @@ export async function column(run, name, latents) {
 
 async function colorValues(run, name, latents, ctx) {
   if (name === KEPT) {
-    const proj = state.get("proj", "pca");
+    const proj = state.get("proj", "pca"), key = proj + projQuery(proj);
     ctx.kept = ctx.kept || {};
-    if (!(proj in ctx.kept)) {
-      try { ctx.kept[proj] = (await api.floats(`${api.runPath(run)}/projection/${encodeURIComponent(proj)}/kept.bin`)).data; }
-      catch (e) { ctx.kept[proj] = null; ctx.keptError = e.message; }
+    if (!(key in ctx.kept)) {
+      try { ctx.kept[key] = (await api.floats(`${api.runPath(run)}/projection/${encodeURIComponent(proj)}/kept.bin${projQuery(proj)}`)).data; }
+      catch (e) { ctx.kept[key] = null; ctx.keptError = e.message; }
     }
-    return ctx.kept[proj];
+    return ctx.kept[key];
   }
   if (name && latents.columns.includes(name)) {
     if (!(name in latents.values)) latents.values[name] = (await api.floats(`${api.runPath(run)}/latents/column.bin?name=${encodeURIComponent(name)}`)).data;
@@ -97,24 +97,36 @@ function scatter(ctx) {
   return plot;
 }
 
+// a projection's settings from the URL (UMAP: nn, md; t-SNE: pp; both: pm), as the API's query
+export function projQuery(proj) {
+  const q = new URLSearchParams();
+  const put = (k, v) => { if (v !== null && v !== "") q.set(k, v); };
+  if (proj === "umap") { put("n_neighbors", state.get("nn", "")); put("min_dist", state.get("md", "")); }
+  if (proj === "tsne") put("perplexity", state.get("pp", ""));
+  if (proj !== "pca") put("metric", state.get("pm", ""));
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
 export async function draw(ctx) {
   const { run, latents, info } = ctx;
   const proj = state.get("proj", "pca");
+  const pq = projQuery(proj);
   const status = document.getElementById("map-status");
   const colorName = state.get("color") || ctx.defaultColor;
-  const fresh = current.run !== run || current.proj !== proj;
+  const fresh = current.run !== run || current.proj !== proj + pq;
   // the projection and the colour column load in parallel; a projection eval did not store is computed
   // by a background job on the server (once; then it is kept in the atlas) while the status line counts
   const waiting = (job) => { status.textContent = `computing ${proj} (once; then kept in the atlas)… ${Math.round(job.seconds)} s`; };
   const [coords, values] = await Promise.all([
-    fresh ? api.computed(`${api.runPath(run)}/projection/${encodeURIComponent(proj)}.bin`, waiting) : Promise.resolve(current.coords),
+    fresh ? api.computed(`${api.runPath(run)}/projection/${encodeURIComponent(proj)}.bin${pq}`, waiting) : Promise.resolve(current.coords),
     colorValues(run, colorName, latents, ctx),
   ]);
   const sp = scatter(ctx);
   const node = document.getElementById("map");
   const legend = document.getElementById("map-legend");
   if (fresh) {
-    current = { run, proj, coords, color: undefined };
+    current = { run, proj: proj + pq, coords, color: undefined };
     sp.setPoints(coords.data, coords.rows);
     sp.setLabels(`${proj} 1`, `${proj} 2`);
   }
