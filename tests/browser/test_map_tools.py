@@ -113,3 +113,16 @@ def test_tsne_with_a_chosen_perplexity_is_computed_in_the_background_and_kept(pa
     # the one 404 is the designed first answer for a projection not computed yet (it names the POST that computes it)
     others = [e for e in page.console_errors if "status of 404" not in e]
     assert len(page.console_errors) - len(others) <= 1 and not others, page.console_errors
+
+
+def test_the_metrics_view_shows_the_eval_figures(page, server, shot, frontend):
+    page.goto(f"{server}/?run={RUN}&view=metrics")
+    page.wait_for_selector("body[data-ready=metrics]")
+    page.wait_for_selector("#figures-card figure")
+    n = page.locator("#figures-card figure").count()
+    assert n >= 3
+    page.wait_for_function("[...document.querySelectorAll('#figures-card img')].every(i => i.complete && i.naturalWidth > 0)")
+    captions = page.locator("#figures-card figcaption").all_inner_texts()
+    assert any("training curves" in c for c in captions), captions
+    shot()
+    assert not page.console_errors, page.console_errors

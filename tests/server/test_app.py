@@ -54,6 +54,21 @@ def test_figures(client, env):
     one_sentence(client.get("/api/runs/r/figures/config.json"), 422)
 
 
+def test_vector_figures_are_downloads_never_pages(client, env):
+    # an SVG in a (possibly hostile) atlas could carry script: it comes back as an attachment
+    detail = client.get("/api/runs/r").json()
+    first = detail["figures"][0]
+    stem = first[:-4]
+    root = env["atlas"].root
+    (root / "runs" / "r" / "figures" / f"{stem}.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    detail = client.get("/api/runs/r").json()
+    assert "svg" in detail["figure_formats"][first] and f"{stem}.svg" not in detail["figures"]
+    r = client.get(f"/api/runs/r/figures/{stem}.svg")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert r.headers["content-disposition"].startswith("attachment") and "script-src 'self'" in r.headers["content-security-policy"]
+    (root / "runs" / "r" / "figures" / f"{stem}.svg").unlink()
+
+
 
 @pytest.mark.parametrize("path", [
     "/api/runs/r/figures/..",

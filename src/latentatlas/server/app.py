@@ -33,6 +33,8 @@ from .http import (
 from .security import MAX_BODY, SecurityMiddleware, allowed_hosts
 
 _FIGURE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,123}\.png$")
+_FIGURE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,123}\.(png|svg|pdf)$")
+_FIGURE_TYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 
 
 def create_app(atlas_root: str | os.PathLike | None = None, *, host: str = "127.0.0.1", allow_hosts: tuple[str, ...] = (),
@@ -78,12 +80,15 @@ def create_app(atlas_root: str | os.PathLike | None = None, *, host: str = "127.
     def run_detail(run: str, request: Request):
         r = get_run(request, run)
         cfg = r.config()
-        figures = []
+        figures, formats = [], {}
         if r.figures_dir.is_dir():
-            figures = sorted(p.name for p in r.figures_dir.iterdir() if _FIGURE.match(p.name) and _inside(p, root))
+            files = sorted(p.name for p in r.figures_dir.iterdir() if _FIGURE_FILE.match(p.name) and _inside(p, root))
+            figures = [f for f in files if f.endswith(".png")]
+            # the same figure as vector files for a paper, where eval wrote them
+            formats = {f: [x.rsplit(".", 1)[1] for x in files if x.rsplit(".", 1)[0] == f[:-4] and not x.endswith(".png")] for f in figures}
         name = lab_of_kind(str(cfg.get("kind", "")))
         detail = {"name": r.name, "lab": name, "config": cfg, "has_model": r.has_model, "has_metrics": r.read_metrics() is not None,
-                  "figures": figures}
+                  "figures": figures, "figure_formats": formats}
         run_info = getattr(part(name, "routes"), "run_info", None) if name else None
         if run_info is not None:
             detail.update(run_info(request, r))
@@ -108,18 +113,24 @@ def create_app(atlas_root: str | os.PathLike | None = None, *, host: str = "127.
     def run_history(run: str, request: Request):
         return json_response(get_run(request, run).read_history())
 
-    @app.get("/api/runs/{run}/figures/{name}", summary="A static PNG from the run's figures folder", response_class=Response)
+    @app.get("/api/runs/{run}/figures/{name}", summary="A static figure from the run's figures folder (PNG; SVG and PDF as downloads)",
+             response_class=Response)
     def run_figure(run: str, name: str, request: Request):
         raw = request.scope.get("raw_path", b"").lower()
         if b"%2f" in raw or b"%5c" in raw or "/" in name or "\\" in name:
             raise ApiError(422, "figure name must be a plain file name, without path separators.")
-        if ".." in name or not _FIGURE.match(name):
-            raise ApiError(422, f"figure name '{name}' is not allowed; expected a plain file name ending in .png.")
+        if ".." in name or not _FIGURE_FILE.match(name):
+            raise ApiError(422, f"figure name '{name}' is not allowed; expected a plain file name ending in .png, .svg or .pdf.")
         r = get_run(request, run)
         path = r.figures_dir / name
         if not path.is_file() or not _inside(path, root):
             raise ApiError(404, f"run '{r.name}' has no figure '{name}'.")
-        return png_response(path.resolve().read_bytes())
+        suffix = name.rsplit(".", 1)[1]
+        if suffix == "png":
+            return png_response(path.resolve().read_bytes())
+        # an SVG from the atlas (untrusted) could carry script: it is a download, never a page of this origin
+        return Response(path.resolve().read_bytes(), media_type=_FIGURE_TYPES[suffix],
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     # -- each lab's routes ---------------------------------------------------------------------------------
     for name in LABS:

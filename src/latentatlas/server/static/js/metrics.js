@@ -25,4 +25,36 @@ export async function metricsView(ctx, lab) {
     <tbody>${rows}</tbody></table><p class="muted" style="font-size:12px">Each metric's definition and interval: docs/metrics.md. ${esc(quiet.join(" "))}</p></div>
     <div><div class="card"><div id="kl-chart" style="height:260px"></div></div><div class="card" style="margin-top:16px"><div id="curves" style="height:300px"></div></div></div></div>`;
   if (lab.charts) await lab.charts(ctx, m, history, await api.loadPlotly());
+  figuresCard(ctx, view);
+}
+
+// The figures eval wrote (PNG), each with its SVG/PDF for a paper where they exist.
+function figuresCard(ctx, view) {
+  const figs = ctx.info.figures || [];
+  if (!figs.length) return;
+  const card = document.createElement("div");
+  card.className = "card figures";
+  card.id = "figures-card";
+  const h = document.createElement("h3");
+  h.textContent = "Figures";
+  card.append(h);
+  for (const name of figs) {
+    const fig = document.createElement("figure");
+    const img = document.createElement("img");
+    img.src = `${api.runPath(ctx.run)}/figures/${encodeURIComponent(name)}`;
+    img.alt = name;
+    img.loading = "lazy";
+    const cap = document.createElement("figcaption");
+    cap.append(document.createTextNode(name.replace(/\.png$/, "").replace(/_/g, " ")));
+    for (const fmt of (ctx.info.figure_formats || {})[name] || []) {
+      const a = document.createElement("a");
+      a.href = `${api.runPath(ctx.run)}/figures/${encodeURIComponent(name.replace(/\.png$/, `.${fmt}`))}`;
+      a.textContent = fmt.toUpperCase();
+      a.setAttribute("download", "");
+      cap.append(" · ", a);
+    }
+    fig.append(img, cap);
+    card.append(fig);
+  }
+  view.append(card);
 }
