@@ -133,3 +133,19 @@ def test_sweep_frontier_view(page, sae_server, shot, frontend):
     _ready(page, "features")
     assert "run=sw-k8" in page.url
     assert not page.console_errors, page.console_errors
+
+
+def test_search_features_by_activating_text(page, sae_server, shot, frontend):
+    page.goto(f"{sae_server}/?run={SAE_RUN}&view=features")
+    _ready(page, "features")
+    page.fill("#feat-text", "Open the file and read its lines.")
+    page.press("#feat-text", "Enter")
+    page.wait_for_url("**ftext=**")
+    _ready(page, "features")
+    page.wait_for_selector("#feat-text-note")
+    rows = page.locator("#feature-list tbody tr")
+    assert rows.count() > 0
+    maxes = [float(rows.nth(i).locator("td").nth(3).inner_text()) for i in range(min(5, rows.count()))]
+    assert maxes == sorted(maxes, reverse=True)  # strongest on the text first
+    shot()
+    assert not page.console_errors, page.console_errors

@@ -32,9 +32,18 @@ const listState = { key: null, items: [], total: 0 };
 
 async function loadList(run, append) {
   const sort = state.get("sort", "interpretability"), order = state.get("order", "desc"), tok = state.get("tok", "");
-  const key = `${run}|${sort}|${order}|${tok}`;
+  const text = state.get("ftext", "");
+  const key = `${run}|${sort}|${order}|${tok}|${text}`;
   if (!append && listState.key === key) return;
   if (!append) { listState.key = key; listState.items = []; }
+  if (text) {
+    // search by activating text: the features that fire on it, strongest first (the probe's answer)
+    const res = await post(run, "probe", { text });
+    listState.items = res.features.map((f) => ({ id: f.id, max_act: f.max, density: null, interpretability: null, top_tokens: f.top_tokens,
+      fired: f.count }));
+    listState.total = listState.items.length;
+    return;
+  }
   const q = new URLSearchParams({ sort, order, offset: String(listState.items.length), limit: "200" });
   if (tok) q.set("token", tok);
   const page = await api.json(`${api.runPath(run)}/features?${q}`);
@@ -48,8 +57,11 @@ function listHtml(run) {
   const sort = state.get("sort", "interpretability"), order = state.get("order", "desc"), sel = state.getInt("feat");
   const arrow = (k) => (k === sort ? (order === "desc" ? " ▾" : " ▴") : "");
   const rows = listState.items.map((f) => `<tr class="clickable${f.id === sel ? " selected" : ""}" data-feat="${f.id}"><td class="num">${f.id}</td>
-    <td class="num">${pct(f.interpretability)}</td><td class="num">${pct(f.density)}</td><td class="num">${fmt(f.max_act)}</td><td class="toks">${f.top_tokens.map((t) => `<code>${esc(t)}</code>`).join(" ")}</td></tr>`).join("");
+    <td class="num">${f.interpretability === null ? "–" : pct(f.interpretability)}</td><td class="num">${f.density === null ? "–" : pct(f.density)}</td><td class="num">${fmt(f.max_act)}</td><td class="toks">${f.top_tokens.map((t) => `<code>${esc(t)}</code>`).join(" ")}</td></tr>`).join("");
+  const text = state.get("ftext", "");
   return `<div class="controls"><label>top token <input id="feat-filter" type="search" value="${esc(state.get("tok", ""))}" placeholder="e.g. the" style="width:120px"></label>
+      <label>fires on text <input id="feat-text" type="search" value="${esc(text)}" placeholder="e.g. open the file" style="width:180px"></label>
+      ${text ? `<span class="muted" id="feat-text-note">the features that fire on this text, by their largest activation on it</span>` : ""}
       <span class="muted">${listState.total.toLocaleString()} features · ${Number(listState.nTokens || 0).toLocaleString()} tokens scanned</span></div>
     ${listState.deadNote ? `<p class="muted" id="dead-note" style="font-size:12px">${esc(listState.deadNote)}</p>` : ""}
     <div class="scroll"><table id="feature-list" class="sticky"><thead><tr><th class="num sortable" data-sort="id">#${arrow("id")}</th>
@@ -89,11 +101,12 @@ export async function featuresView(ctx) {
   for (const tr of left.querySelectorAll("tr[data-feat]")) tr.addEventListener("click", () => pick(tr.dataset.feat));
   for (const th of left.querySelectorAll("th[data-sort]")) {
     th.addEventListener("click", () => {
-      const same = state.get("sort", "density") === th.dataset.sort;
+      const same = state.get("sort", "interpretability") === th.dataset.sort;
       state.set({ sort: th.dataset.sort, order: same && state.get("order", "desc") === "desc" ? "asc" : "desc" });
     });
   }
   $("feat-filter").addEventListener("change", (e) => state.set({ tok: e.target.value.trim() || null }));
+  $("feat-text").addEventListener("change", (e) => state.set({ ftext: e.target.value.trim() || null }));
   const more = $("feat-more");
   if (more) more.addEventListener("click", async () => { await loadList(ctx.run, true); await featuresView(ctx); });
   const id = state.getInt("feat") ?? (listState.items[0] ? listState.items[0].id : null);
