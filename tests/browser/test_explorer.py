@@ -139,6 +139,8 @@ def test_traverse_slider_changes_image(page, server, shot, frontend):
     _img_loaded(page, "#traverse-image")
     img = page.locator("#traverse-image")
     src0 = img.get_attribute("src")
+    # the traversed code is marked on the map: from row 5, unmoved, the nearest stored row is row 5
+    page.wait_for_function("document.querySelector('#map').dataset.traversed === '5'")
     before = img.screenshot()
     shot("before")
 
@@ -157,8 +159,11 @@ def test_traverse_slider_changes_image(page, server, shot, frontend):
     shot("after")
     assert after != before, "the traversal image's pixels did not change when the slider moved"
 
+    moved = page.evaluate("document.querySelector('#map').dataset.traversed")
+    assert moved.isdigit() and 0 <= int(moved) < N_EVAL
     page.click("#traverse-reset")
     page.wait_for_function("src0 => document.querySelector('#traverse-image').getAttribute('src') === src0", arg=src0)
+    page.wait_for_function("document.querySelector('#map').dataset.traversed === '5'")
     _img_loaded(page, "#traverse-image")
     assert not page.console_errors, page.console_errors
     _assert_local_only(page, server)

@@ -86,7 +86,7 @@ export class Scatter {
     this.xy = null;
     this.colors = null;
     this.lut = new Uint8Array(256 * 4);
-    this.marks = { selected: null, path: null, hover: null, neighbours: null, lasso: null, chosen: null };
+    this.marks = { selected: null, path: null, hover: null, neighbours: null, lasso: null, chosen: null, traversed: null };
     this.mask = null;
     this.labels = { x: "", y: "" };
     this.view = null;
@@ -403,6 +403,15 @@ export class Scatter {
       g.closePath(); g.stroke(); g.setLineDash([]);
     }
     for (const row of m.neighbours || []) ring(row, "#00798c", 5, 2);
+    if (ok(m.traversed)) {
+      ring(m.traversed, "#edae49", 8, 3);
+      const [x, y] = at(m.traversed);
+      g.font = "11px DejaVu Sans, sans-serif"; g.fillStyle = "#1d2327";
+      const left = x + 150 > b.left + b.width;  // near the right edge the label goes to the left of the ring
+      g.textAlign = left ? "right" : "left";
+      g.fillText("traversal (nearest row)", left ? x - 11 : x + 11, y - 9);
+      g.textAlign = "left";
+    }
     ring(m.hover, "#1d2327", 6, 1.5);
     ring(m.selected, "#b23a48", 9, 2.5);
     g.restore();

@@ -86,6 +86,7 @@ export async function render(ctx, view) {
   $("traverse-panel").hidden = view !== "traverse";
   $("interp-panel").hidden = view !== "interp";
   ctx.path = null;
+  if (view !== "traverse" && window.latentatlas.map) window.latentatlas.map.setMarks({ traversed: null });
   if (view === "interp") ctx.path = await panels.interp(ctx);
   const filter = state.get("filter", "");
   $("map-filter").value = filter;

@@ -137,6 +137,7 @@ export async function traverse(ctx) {
   // Throttle: at most one decode in flight; the latest slider position wins.
   let inflight = false, pending = false;
   const render = () => {
+    markTraversed(ctx, current());
     if (inflight) { pending = true; return; }
     inflight = true;
     img.src = api.decodePng(ctx.run, current());
@@ -159,6 +160,24 @@ export async function traverse(ctx) {
     render();
   });
   render();
+}
+
+// The traversed code on the map: the stored row nearest to it in the latent space (Euclidean), ringed
+// and labelled, since a t-SNE or UMAP map has no place for a new code of its own.
+async function markTraversed(ctx, z) {
+  if (!ctx.mu) ctx.mu = await api.floats(`${api.runPath(ctx.run)}/latents/mu.bin`);
+  const { data, rows, cols } = ctx.mu;
+  let best = -1, bestD = Infinity;
+  for (let i = 0; i < rows; i++) {
+    let d = 0;
+    for (let j = 0; j < cols; j++) { const e = data[i * cols + j] - z[j]; d += e * e; }
+    if (d < bestD) { bestD = d; best = i; }
+  }
+  const map = window.latentatlas.map;
+  if (!map) return;
+  map.setMarks({ traversed: best >= 0 ? best : null });
+  map.drawMarks();
+  document.getElementById("map").dataset.traversed = String(best);
 }
 
 // -- interpolation -------------------------------------------------------------------------------
