@@ -146,6 +146,36 @@ def _zero_width_store(src: Path, dest: Path) -> None:
     (dest / "index.json").write_text(json.dumps(index))
 
 
+def _saelens_folders(bad: Path) -> None:
+    """Folders in SAELens's format (cfg.json + sae_weights.safetensors) for `sae import`: one good for the
+    store ``acts`` (width 32) and one spoilt each way."""
+    import torch
+    from safetensors.torch import save_file
+
+    d, m = 32, 64
+
+    def write(name, cfg=None, weights=None):
+        folder = bad / name
+        folder.mkdir()
+        c = {"architecture": "standard", "d_in": d, "d_sae": m, "dtype": "float32", "apply_b_dec_to_input": True,
+             "normalize_activations": "none", "hook_name": "blocks.1.hook_resid_post", **(cfg or {})}
+        (folder / "cfg.json").write_text(json.dumps(c))
+        w = {"W_enc": torch.zeros(d, m), "b_enc": torch.zeros(m), "W_dec": torch.zeros(m, d), "b_dec": torch.zeros(d), **(weights or {})}
+        save_file({k: v for k, v in w.items() if v is not None}, str(folder / "sae_weights.safetensors"))
+        return folder
+
+    write("saelens")
+    write("saelens_gated", {"architecture": "gated"})
+    write("saelens_norm", {"normalize_activations": "constant_norm_rescale"})
+    write("saelens_wide", {"d_in": 48}, {"W_enc": torch.zeros(48, m), "W_dec": torch.zeros(m, 48), "b_dec": torch.zeros(48)})
+    write("saelens_nan", weights={"W_dec": torch.full((m, d), float("nan"))})
+    write("saelens_shape", weights={"W_enc": torch.zeros(m, d)})
+    write("saelens_nob", weights={"b_dec": None})
+    (write("saelens_badjson") / "cfg.json").write_text("{")
+    (write("saelens_nocfg") / "cfg.json").unlink()
+    (write("saelens_noweights") / "sae_weights.safetensors").unlink()
+
+
 def build_inputs(root: Path, tiny_tf: dict, bars) -> dict[str, str]:
     """Every bad input under ``root/bad`` and the atlas template under ``root/atlas``; the placeholders."""
     from latentatlas.atlas import Atlas
@@ -157,6 +187,7 @@ def build_inputs(root: Path, tiny_tf: dict, bars) -> dict[str, str]:
     good = _data_files(bad, bars)
     _corpora(bad)
     _model_folders(bad, Path(tiny_tf["bert"]))
+    _saelens_folders(bad)
     jsonl = bad / "corpus.jsonl"
     jsonl.write_text("".join(json.dumps({"text": line}) + "\n" for line in Path(tiny_tf["corpus"]).read_text().split("\n\n") if line.strip()))
 
@@ -201,6 +232,7 @@ SAE_TRAIN = ["sae", "train", "--activations", "acts", "--expansion", "2", "--k",
 SWEEP = ["sae", "sweep", "--activations", "acts", "--arch", "topk", "--values", "4", "--expansion", "2", "--steps", "20",
          "--batch-size", "32", "--quiet", "--name", "badsweep", *A]
 SAE_EVAL = ["sae", "eval", "s", "--no-downstream", "--tokens", "100", "--feature-tokens", "100", "--device", "cpu", "--quiet", *A]
+SAE_IMPORT = ["sae", "import", "{bad}/saelens", "--activations", "acts", "--name", "badimport", *A]
 SERVE = ["serve", "{atlas}", "--port", "{free}"]
 
 
@@ -341,6 +373,21 @@ CASES = [
     ("sae eval RUN ''", ["sae", "eval", "", *A], ("run name",)),
     ("sae eval RUN 's\\n'", ["sae", "eval", "s\n", *A], ("run name",)),
     ("sae eval a VAE run", ["sae", "eval", "v", *A], ("'v'",)),
+    # ---- sae import -----------------------------------------------------------------------------------
+    ("sae import FOLDER missing", ["sae", "import", "{tmp}/nope", "--activations", "acts", *A], ("{tmp}/nope", "does not exist")),
+    ("sae import FOLDER is a file", ["sae", "import", "{bars}", "--activations", "acts", *A], ("{bars}", "is not a folder")),
+    *[(f"sae import {{bad}}/{n}", ["sae", "import", f"{{bad}}/{n}", "--activations", "acts", *A], (f"{{bad}}/{n}", expect))
+      for n, expect in (("saelens_gated", "architecture 'gated'"), ("saelens_norm", "constant_norm_rescale"),
+                        ("saelens_wide", "width 48"), ("saelens_nan", "NaN"), ("saelens_shape", "shape [64, 32]"),
+                        ("saelens_nob", "lack tensor 'b_dec'"), ("saelens_badjson", "cfg.json' is not valid JSON"),
+                        ("saelens_nocfg", "cfg.json' does not exist"), ("saelens_noweights", "sae_weights.safetensors' do not exist"))],
+    ("sae import --activations nosuch", [*SAE_IMPORT, "--activations", "nosuch"], ("nosuch",)),
+    ("sae import --activations zerow", [*SAE_IMPORT, "--activations", "zerow"], ("zerow",)),
+    ("sae import --activations incomplete", [*SAE_IMPORT, "--activations", "incomplete"], ("incomplete",)),
+    ("sae import --activations ''", [*SAE_IMPORT, "--activations", ""], ("--activations", "is empty")),
+    *_opt(SAE_IMPORT, "--name", ["badimport\n", "../badimport"], expect="run name"),
+    ("sae import --name of an existing run", [*SAE_IMPORT, "--name", "s"], ("'s' already exists",)),
+    ("sae import (no --activations)", ["sae", "import", "{bad}/saelens", *A], ("--activations",)),
     # ---- runs, serve, demo, the root ------------------------------------------------------------------
     ("runs --atlas FILE", ["runs", "--atlas", "{bars}"], ("{bars}",)),
     ("runs --bogus", ["runs", "--bogus"], ("--bogus",)),

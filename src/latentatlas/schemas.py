@@ -11,7 +11,7 @@ first field that is wrong.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
@@ -73,6 +73,16 @@ class TrainSection(_Strict):
         return v
 
 
+class ImportOrigin(_Strict):
+    """Where an imported model came from (``sae import``): the format and folder it was read from."""
+
+    format: Literal["saelens"]
+    folder: StrictStr = Field(max_length=4096)
+    architecture: StrictStr | None = Field(None, max_length=64)
+    hook_name: StrictStr | None = Field(None, max_length=500)
+    model_name: StrictStr | None = Field(None, max_length=500)
+
+
 class RunConfig(_Strict):
     name: StrictStr = Field(pattern=NAME)
     kind: StrictStr = Field(pattern=KIND)
@@ -81,7 +91,7 @@ class RunConfig(_Strict):
     train: TrainSection | None = None
     data: dict[str, Any] | StrictStr | None = None
     versions: dict[str, StrictStr] | None = None
-    origin: StrictStr | None = Field(None, max_length=64)
+    origin: Annotated[StrictStr, Field(max_length=64)] | ImportOrigin | None = None  # "demo", or where an imported model came from
     # an SAE sweep's own run
     arch: StrictStr | None = Field(None, max_length=64)
     param: StrictStr | None = Field(None, max_length=64)

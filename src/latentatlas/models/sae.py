@@ -58,6 +58,10 @@ class SAEConfig:
     threshold_init: float = 0.001  # jumprelu
     bandwidth: float = 0.001  # jumprelu
     normalize_input: bool = True
+    # topk / batchtopk: carry each decoder row's norm in the code and decode with unit rows (the default, as
+    # trained here); False keeps the plain parameterisation (f = act(pre), x̂ = f W_dec + b_dec), which is
+    # how SAELens's TopK SAEs without ``rescale_acts_by_decoder_norm`` encode and decode
+    rescale_by_decoder_norm: bool = True
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -138,8 +142,9 @@ class SAE(nn.Module):
     # -- the map -----------------------------------------------------------------------------------
     @property
     def rescaled(self) -> bool:
-        """TopK and BatchTopK decode with unit directions and carry each row's norm in the code."""
-        return self.config.arch in ("topk", "batchtopk")
+        """TopK and BatchTopK decode with unit directions and carry each row's norm in the code (unless
+        ``rescale_by_decoder_norm`` is off)."""
+        return self.config.arch in ("topk", "batchtopk") and self.config.rescale_by_decoder_norm
 
     def decoder(self) -> torch.Tensor:
         """The rows codes multiply in decoding (unit rows for TopK/BatchTopK)."""

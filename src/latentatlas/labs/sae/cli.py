@@ -1,4 +1,4 @@
-"""``latentatlas sae capture|train|eval|sweep`` (``capture`` at the top level is an alias)."""
+"""``latentatlas sae capture|train|import|eval|sweep`` (``capture`` at the top level is an alias)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ..._cli import AtlasOpt, Flag, check_resume, given, command_line, console, 
 from ...errors import LatentAtlasError
 from ...limits import MAX_BATCH, MAX_EXPANSION, MAX_SEED, MAX_STEPS, MAX_TOKENS
 
-app = typer.Typer(help="Sparse autoencoders on captured transformer activations: capture, train, eval, sweep.", no_args_is_help=True)
+app = typer.Typer(help="Sparse autoencoders on captured transformer activations: capture, train, import, eval, sweep.", no_args_is_help=True)
 
 
 @app.command()
@@ -113,6 +113,25 @@ def _check_resume(ctx, name: str, atlas: str | None) -> None:
               **{key: train.get(key) for key in ("steps", "batch_size", "lr", "seed", "checkpoint_every")},
               "grad_clip": train.get("grad_clip") or 0.0}
     check_resume(name, [("--" + key.replace("_", "-"), value, stored[key]) for key, value in typed.items()])
+
+
+@app.command("import")
+def sae_import(
+    folder: str = typer.Argument(..., callback=nonempty, help="A folder saved by SAELens: cfg.json and sae_weights.safetensors."),
+    activations: str = typer.Option(..., "--activations", callback=nonempty, help="Activation store of the SAE's hook (its width must match)."),
+    name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: saelens-FOLDER)."),
+    atlas: Optional[str] = AtlasOpt,
+) -> None:
+    """Import an SAE saved by SAELens as an SAE run (then `sae eval RUN` measures it and fills its feature pages)."""
+    from .saelens import import_saelens
+
+    run = import_saelens(folder, activations, name=name, atlas=atlas)
+    model = run.config()["model"]
+    k = f", k={model['k']}" if model["arch"] == "topk" else ""
+    con = console()
+    con.print(f"imported [bold]{esc(run.name)}[/] ({model['arch']}{k}, {model['d_sae']:,} latents on width {model['d_in']}) from "
+              f"{esc(folder)} over store '{esc(activations)}' → {esc(run.path)}")
+    con.print(f"measure it and build its feature pages with `latentatlas sae eval {esc(run.name)}`")
 
 
 @app.command("sweep")

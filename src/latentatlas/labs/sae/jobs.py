@@ -1,4 +1,5 @@
-"""The SAE lab's jobs over the atlas: capture a store of transformer activations, train an SAE on it, evaluate it.
+"""The SAE lab's jobs over the atlas: capture a store of transformer activations, train an SAE on it (or import
+one, saelens.py), evaluate it.
 
 Each returns what it made (an :class:`ActivationStore`, a :class:`Run`, a metrics report) and keeps
 everything in the atlas: ``activations/<name>/`` and ``runs/<name>/`` (kind ``sae``, data
@@ -161,6 +162,9 @@ def train_sae(
         run = atlas.run(name)
         with run.lock():
             cfg = run.config()
+            if isinstance(cfg.get("origin"), dict):
+                raise LatentAtlasError(f"run '{name}' was imported from {cfg['origin']['format']} ({cfg['origin']['folder']}), "
+                                       "not trained here; there is nothing to resume")
             data = sae_data(run, cfg)
             store = atlas.activations(data["name"])
             train_cfg = TrainConfig.from_dict(cfg.get("train"))
@@ -261,13 +265,15 @@ def sae_data(run: Run, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def train_rows(run: Run, data: dict[str, Any], store: ActivationStore) -> int:
-    """Where run's training rows end in ``store`` (its held-out range begins there)."""
+    """Where run's training rows end in ``store`` (its held-out range begins there; 0 for an imported SAE)."""
+    whole = False  # an imported SAE was trained on none of the store: all of it is held out (from row 0)
     if "holdout" in data:
         stop = data["holdout"]["from_row"]
+        whole = stop == 0 and data["holdout"].get("fraction") == 1.0
     else:
         h = data.get("holdout_shards", 0)
         stop = store.shards[len(store.shards) - h].first_row if 0 < h < len(store.shards) else (store.n_tokens if h == 0 else -1)
-    if not 0 < stop <= store.n_tokens:
+    if not (0 < stop <= store.n_tokens or whole):
         raise LatentAtlasError(f"run '{run.name}' holds out rows from {stop} of store '{store.name}', which has {store.n_tokens:,} tokens; "
                                "the config does not match the store")
     return stop
@@ -323,13 +329,19 @@ def evaluate_sae(
     store = atlas.activations(store_name)
     store.check_width(model.config.d_in, f"SAE '{run.name}'")
     notes = []
+    origin = cfg.get("origin")
+    imported = isinstance(origin, dict)
+    if imported:
+        notes.append(f"imported from the {origin['format']} folder '{origin['folder']}': trained elsewhere, not here, so no "
+                     f"token of store '{store_name}' was trained on here; whether its documents were in the SAE's own training "
+                     "data is not known")
     start, held_out = 0, True
     if activations is None or activations == data["name"]:
         start = train_rows(run, data, store)
         if start >= store.n_tokens:
             start, held_out = 0, False
             notes.append(NOT_HELD_OUT)
-    else:
+    elif not imported:
         notes.append(f"evaluated on store '{store_name}', not the run's own held-out range; it is held out only if that store "
                      "shares no documents with the training store")
     dev = resolve_device(device)
@@ -355,9 +367,10 @@ def evaluate_sae(
         else:
             metrics.update({k: v.to_dict() for k, v in found.items()})
         timings["downstream"] = time.perf_counter() - t1
-    train_dead = float((model.tokens_since_fired >= model.config.dead_tokens).float().mean())
-    metrics["dead_fraction_train"] = {"name": "dead_fraction_train", "value": train_dead, "ci_low": None, "ci_high": None,
-                                      "n": int(model.config.d_sae), "details": {"dead_tokens": model.config.dead_tokens}}
+    if not imported:  # an imported SAE carries no record of which latents fired during its training
+        train_dead = float((model.tokens_since_fired >= model.config.dead_tokens).float().mean())
+        metrics["dead_fraction_train"] = {"name": "dead_fraction_train", "value": train_dead, "ci_low": None, "ci_high": None,
+                                          "n": int(model.config.d_sae), "details": {"dead_tokens": model.config.dead_tokens}}
     report = {
         "run": run.name, "kind": "sae", "command": command or f"latentatlas sae eval {run.name}", "created_at": now_iso(),
         "latentatlas": __version__, "activations": store_name, "rows": [start, start + stats.n], "held_out": held_out, "n": stats.n, "seed": seed,
