@@ -6,6 +6,7 @@ to draw.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -21,13 +22,98 @@ from ...analysis.traversal import (
 from ...atlas import Run
 
 
-# What the β-TCVAE's logged terms are (docs/metrics.md): estimates on a minibatch of 64, not measurements.
-TRAINING_NOTES = {
-    "tc": "minibatch-weighted estimate on each batch of 64: shifted by +(D−1)·log N (not 0 for a factorised code) "
-          "and biased upwards by up to several nats as posteriors sharpen; the TC to report is eval's total_correlation",
-    "mi": "index-code MI, minibatch-weighted estimate: shifted by +log N",
-    "dwkl": "dimension-wise KL, minibatch-weighted estimate: shifted by −D·log N",
-}
+def training_quantities(config: dict[str, Any]) -> tuple[dict[str, F.Quantity], str]:
+    """What each logged quantity of a run is, for its training-curves figure, and the figure's caption.
+
+    The β-TCVAE's mi, tc and dwkl are minibatch-weighted estimates whose logged values carry constant
+    shifts (docs/metrics.md, "Training-time quantities"): TC +(D−1)·log N, dimension-wise KL −D·log N, MI
+    +log N, and the loss their weighted sum. The figure removes the shifts (and says so on each axis), so
+    each panel shows the quantity its title names; what stays is the estimator's bias at batch M.
+    """
+    model = config.get("model") or {}
+    train = config.get("train") or {}
+    kind = str(model.get("kind") or config.get("kind") or "")
+    batch, every = train.get("batch_size"), train.get("log_every")
+    gaussian_fixed = model.get("likelihood") == "gaussian" and not model.get("learned_variance")
+    per_image = "per image" if gaussian_fixed else "nats per image"
+    q: dict[str, F.Quantity] = {
+        "recon": F.Quantity("reconstruction ½‖x − x̂‖²" if gaussian_fixed else "reconstruction −log p(x|z)", per_image),
+        "kl": F.Quantity("KL(q(z|x) ‖ p(z))", "nats per image"),
+        "elbo": F.Quantity("ELBO (higher is better)", per_image),
+        "gamma": F.Quantity("decoder variance γ (learned)"),
+    }
+    beta = float(model.get("beta", 1.0))
+    if kind == "ae" or not kind:
+        q["loss"] = F.Quantity("loss = reconstruction", per_image)
+    elif kind == "vae":
+        q["loss"] = F.Quantity("loss = recon + KL (the negative ELBO)", per_image)
+    elif kind == "beta_vae":
+        q["loss"] = F.Quantity(f"loss = recon + β·KL (β = {beta:g})", per_image)
+    parts = []
+    if batch and every:
+        parts.append(f"Each point is the mean over the {every} training batches of {batch} since the previous one.")
+    if kind == "beta_tcvae":
+        d, n = int(model.get("latent_dim") or 0), int(model.get("dataset_size") or 0)
+        alpha, gamma = float(model.get("tc_alpha", 1.0)), float(model.get("tc_gamma", 1.0))
+        m = f"batches of {batch}" if batch else "one batch"
+        loss_title = "loss = recon + α·MI + β·TC + γ·dim-wise KL"
+        if d and n > 1:
+            log_n = math.log(n)
+            shifts = {"mi": log_n, "tc": (d - 1) * log_n, "dwkl": -d * log_n}
+            const = alpha * shifts["mi"] + beta * shifts["tc"] + gamma * shifts["dwkl"]
+
+            def removed(c: float) -> str:
+                return f"logged {'−' if c > 0 else '+'} {abs(c):.1f} (nats)"
+
+            q["loss"] = F.Quantity(loss_title, removed(const) if abs(const) >= 0.05 else per_image, offset=const)
+            q["mi"] = F.Quantity("index-code MI", removed(shifts["mi"]), offset=shifts["mi"], zero=True,
+                                 note="minibatch-weighted estimate; can be negative")
+            q["tc"] = F.Quantity("total correlation (TC)", removed(shifts["tc"]), offset=shifts["tc"], zero=True,
+                                 note=f"minibatch-weighted estimate; biased upwards at batch size {batch or 'M'}; can be negative")
+            q["dwkl"] = F.Quantity("dimension-wise KL", removed(shifts["dwkl"]), offset=shifts["dwkl"], zero=True,
+                                   note="minibatch-weighted estimate; can be negative")
+            parts.append(
+                f"MI, TC and dimension-wise KL are the β-TCVAE's minibatch-weighted estimates on each training batch "
+                f"(Chen et al. 2018). Their logged values carry constant shifts from the estimator's normalisation by the "
+                f"dataset size N = {n:,}: MI by +log N = {shifts['mi']:.1f}, TC by +(D−1)·log N = {shifts['tc']:.1f} and "
+                f"dimension-wise KL by −D·log N = −{-shifts['dwkl']:.1f} nats (D = {d}). The shifts are removed here (each "
+                f"y axis says by how much), and from the loss (α = {alpha:g}, β = {beta:g}, γ = {gamma:g}) their weighted "
+                f"sum, {const:.1f} nats; gradients do not change. What remains is still an estimate on {m}: biased (TC "
+                f"upwards by up to several nats as posteriors sharpen) and able to go below zero (dashed lines). The TC "
+                f"to report is eval's total_correlation (docs/metrics.md).")
+        else:
+            q["loss"] = F.Quantity(loss_title, "logged (shifts included)")
+            note = "minibatch-weighted estimate, shifted by a constant (docs/metrics.md); can be negative"
+            q["mi"] = F.Quantity("index-code MI", "logged (nats)", note=note)
+            q["tc"] = F.Quantity("total correlation (TC)", "logged (nats)", note=note)
+            q["dwkl"] = F.Quantity("dimension-wise KL", "logged (nats)", note=note)
+    if gaussian_fixed:
+        parts.append("With a unit-variance Gaussian decoder the reconstruction and ELBO leave out the constant ½·log 2π per pixel.")
+    return q, " ".join(parts)
+
+
+def factor_colorings(data, factors: np.ndarray | None) -> dict[str, Any]:
+    """The latent map's colourings, one per ground-truth factor, as `figures.latent_maps` takes them.
+
+    A factor with value names (sprites' shape, an image folder's class) is categorical, its legend the
+    names in the data's order and category i always colour i; one with real values behind its indices
+    (sprites' scale, orientation, position) is coloured by those values on a scale; any other is
+    categorical by index when it has at most 10 values, else a scale over its indices.
+    """
+    colorings: dict[str, Any] = {}
+    if factors is None:
+        return colorings
+    names_of = getattr(data, "factor_value_names", lambda: {})()
+    values_of = getattr(data, "factor_values", lambda: {})()
+    for j, name in enumerate(data.factor_names):
+        codes = factors[:, j]
+        if name in names_of:
+            colorings[name] = (codes, [str(v) for v in names_of[name]])
+        elif name in values_of and len(values_of[name]) == data.factor_sizes[j]:
+            colorings[name] = (np.asarray(values_of[name], dtype=np.float64)[codes], False)
+        else:
+            colorings[name] = (codes, data.factor_sizes[j] <= 10)
+    return colorings
 
 
 @torch.no_grad()
@@ -99,14 +185,7 @@ def write_run_figures(run: Run, model, data, idx: np.ndarray, enc: dict[str, np.
         else:
             method = "pca" if "pca" in coords else next(iter(coords))
             xy, axis = coords[method], (f"{method} 1", f"{method} 2")
-        colorings: dict[str, Any] = {}
-        if factors is not None:
-            names_of = getattr(data, "factor_value_names", lambda: {})()
-            for j, name in enumerate(data.factor_names):
-                values = factors[:, j]
-                if name in names_of:  # e.g. sprites' shape: square / ellipse / heart, not 0 / 1 / 2
-                    values = np.asarray(names_of[name], dtype=object)[values]
-                colorings[name] = (values, data.factor_sizes[j] <= 10)
+        colorings = factor_colorings(data, factors)
         labels_arr = getattr(data, "labels", None)
         if labels_arr is not None and "class" not in colorings and "digit" not in colorings:
             colorings["label"] = (np.asarray(labels_arr)[idx], True)
@@ -116,5 +195,6 @@ def write_run_figures(run: Run, model, data, idx: np.ndarray, enc: dict[str, np.
 
     history = run.read_history()
     if history:
-        save(F.training_curves(history, notes=TRAINING_NOTES), "training_curves.png")
+        quantities, caption = training_quantities(run.config())
+        save(F.training_curves(history, quantities=quantities, caption=caption or None), "training_curves.png")
     return written
