@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -237,3 +238,115 @@ def spliced(model: torch.nn.Module, name: str, replace: Callable[[torch.Tensor],
         yield
     finally:
         handle.remove()
+
+
+# -- attention ---------------------------------------------------------------------------------------------
+
+@dataclass
+class AttentionLayer:
+    """One attention module's reading for a batch: probabilities (batch, heads, queries, keys) and, when
+    asked for, the query (batch, heads, queries, d) and key (batch, kv_heads, keys, d) as the model computed
+    them (after rotary), with the mask and the scale the scores used."""
+    name: str
+    probs: torch.Tensor
+    query: torch.Tensor | None = None
+    key: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    scaling: float = 1.0
+    softcap: float | None = None
+
+
+@dataclass
+class AttentionCapture:
+    layers: list[AttentionLayer]
+    source: str  # "attend" (recomputed from q and k) or "output_attentions" (the model's own, no q/k)
+    implementation: str | None = None  # what the model was loaded with (eager, sdpa, …)
+    note: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+
+def _is_hf(model: torch.nn.Module) -> bool:
+    return hasattr(model, "config") and hasattr(model.config, "_attn_implementation") and hasattr(model, "set_attn_implementation")
+
+
+def attention(model: torch.nn.Module, inputs: dict[str, torch.Tensor] | torch.Tensor, *, keep_qk: bool = False,
+              layers: set[int] | None = None, dtype: torch.dtype = torch.float32,
+              on_layer: Callable[[int, AttentionLayer], None] | None = None) -> AttentionCapture:
+    """Every attention layer's probabilities for ``inputs`` (a transformers batch dict, or a token tensor
+    for a model trained here), read from the model's own query and key through
+    :func:`latentatlas.models.attention.attend`.
+
+    A transformers model is switched to the ``latentatlas`` attention implementation for the pass (whatever
+    it was loaded with, sdpa included) and switched back after. ``layers`` keeps only those layer indices;
+    ``keep_qk`` keeps queries and keys for the neuron view; ``on_layer(i, layer)`` receives each layer as
+    it is computed instead of keeping it (the head atlas streams its statistics this way). A model whose
+    attention never passes through ``attend`` falls back to its own ``output_attentions`` with eager
+    attention, and says so in ``note``; a model with neither is refused in one sentence."""
+    from contextlib import nullcontext
+
+    from .models.attention import hf_routed, recording, uses_interface
+
+    names = {id(m): n for n, m in model.named_modules()}
+    got: list[AttentionLayer] = []
+    count = [0]
+
+    def record(module, *, query, key, mask, scaling, probs, softcap=None, sinks=None):
+        i = count[0]
+        count[0] += 1
+        if layers is not None and i not in layers:
+            return
+        layer = AttentionLayer(names.get(id(module), f"attention.{i}"), probs.detach().to(dtype),
+                               query.detach() if keep_qk else None, key.detach() if keep_qk else None,
+                               mask.detach() if keep_qk and mask is not None else None, scaling, softcap)
+        if on_layer is not None:
+            on_layer(i, layer)
+        else:
+            got.append(layer)
+
+    hf = _is_hf(model)
+    routed = hf and uses_interface(model)
+    impl = getattr(model.config, "_attn_implementation", None) if hf else None
+    call = (lambda: model(**inputs)) if isinstance(inputs, dict) else (lambda: model(inputs))
+    with torch.inference_mode(), recording(record), (hf_routed(model) if routed else nullcontext()):
+        call()
+    if count[0]:
+        return AttentionCapture(got, "attend", impl)
+    if hf:
+        return _output_attentions(model, inputs, layers, dtype, on_layer, impl)
+    raise LatentAtlasError(f"{type(model).__name__} computes attention in a way this tool cannot read: none of its modules "
+                           "calls latentatlas.models.attention.attend and it has no output_attentions")
+
+
+def _output_attentions(model, inputs, layers, dtype, on_layer, impl) -> AttentionCapture:
+    """The fallback for a transformers model outside ``AttentionInterface``: its own eager attentions."""
+    switched = False
+    try:
+        if impl not in (None, "eager"):
+            try:
+                model.set_attn_implementation("eager")
+                switched = True
+            except Exception:  # a model that cannot switch: ask it as it is
+                pass
+        with torch.inference_mode():
+            out = model(**inputs, output_attentions=True) if isinstance(inputs, dict) else model(inputs, output_attentions=True)
+    finally:
+        if switched:
+            model.set_attn_implementation(impl)
+    att = getattr(out, "attentions", None)
+    if not att or any(a is None for a in att):
+        raise LatentAtlasError(f"{type(model).__name__} returns no attention probabilities (its kernels are fused and it does not use "
+                               "transformers' AttentionInterface); its attention cannot be read")
+    got = []
+    for i, a in enumerate(att):
+        if layers is not None and i not in layers:
+            continue
+        layer = AttentionLayer(f"attentions.{i}", a.detach().to(dtype))
+        if on_layer is not None:
+            on_layer(i, layer)
+        else:
+            got.append(layer)
+    return AttentionCapture(got, "output_attentions", impl, note=f"{type(model).__name__} does not route attention through "
+                            "AttentionInterface; read from its own output_attentions with eager attention (no query/key, so no neuron view)")

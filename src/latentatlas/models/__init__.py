@@ -3,7 +3,8 @@
 from .io import load_model, read_config, save_model
 from .registry import build, config_from_dict, kinds, lookup, register
 from .sae import SAE, SAEConfig
+from .toylm import AttnOnlyConfig, AttnOnlyTransformer
 from .vae import FAMILY as VAE_KINDS
 from .vae import VAE, VAEConfig
 
-__all__ = ["SAE", "SAEConfig", "VAE", "VAEConfig", "VAE_KINDS", "build", "config_from_dict", "kinds", "load_model", "lookup", "read_config", "register", "save_model"]
+__all__ = ["AttnOnlyConfig", "AttnOnlyTransformer", "SAE", "SAEConfig", "VAE", "VAEConfig", "VAE_KINDS", "build", "config_from_dict", "kinds", "load_model", "lookup", "read_config", "register", "save_model"]
