@@ -10,6 +10,7 @@ import typer
 
 from .errors import LatentAtlasError
 
+
 def _atlas_option(value):
     """``--atlas ''`` would fall back to ./atlas without a word, and a file is no atlas."""
     if value is None:
@@ -93,3 +94,33 @@ def metrics_table(title: str, metrics: dict, console_=None) -> None:
         table.add_row(esc(key), f"{m['value']:.4g}", ci)
     (console_ or console()).print(table)
 
+
+def check_port(host: str, port: int) -> None:
+    """One sentence, before uvicorn starts, when ``host`` does not resolve or ``port`` is taken."""
+    import socket
+
+    if not host.strip():
+        raise LatentAtlasError("--host is empty; expected an interface such as 127.0.0.1 (or 0.0.0.0 for every interface)")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise LatentAtlasError(f"--host '{host}' is not a name or address of this machine") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        try:
+            s.bind(address)
+        except PermissionError:
+            raise LatentAtlasError(f"port {port} on {host} needs privileges this process does not have; pass another --port") from None
+        except OSError as exc:
+            if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+                raise LatentAtlasError(f"port {port} on {host} is already in use (another server?); pass another --port") from None
+            raise LatentAtlasError(f"cannot serve on {host}:{port} ({exc.strerror or exc})") from None
+
+
+def open_explorer(atlas_root, query: str, port: int = 8765, host: str = "127.0.0.1") -> None:
+    """Serve the atlas and print the explorer's address for ``query`` (e.g. ``run=x&view=head``) until Ctrl-C."""
+    from .server import serve as run_server
+
+    check_port(host, port)
+    console().print(f"\n[bold]explorer:[/] http://{esc(host)}:{port}/?{esc(query)}   (Ctrl-C stops it)")
+    run_server(atlas_root, host=host, port=port)

@@ -18,7 +18,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from ._cli import ARGV, AtlasOpt, Flag, console, esc
+from ._cli import ARGV, AtlasOpt, Flag, check_port, console, esc
 from .errors import LatentAtlasError
 from .labs import LABS, lab_of_kind, part
 
@@ -145,28 +145,6 @@ def demo(
         check_port("127.0.0.1", port)
         console().print(f"\n[bold]explorer:[/] http://127.0.0.1:{port}/?run={run.name}&view=map   (Ctrl-C stops it)")
         run_server(the_atlas.root, host="127.0.0.1", port=port)
-
-
-def check_port(host: str, port: int) -> None:
-    """One sentence, before uvicorn starts, when ``host`` does not resolve or ``port`` is taken."""
-    import socket
-
-    if not host.strip():
-        raise LatentAtlasError("--host is empty; expected an interface such as 127.0.0.1 (or 0.0.0.0 for every interface)")
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise LatentAtlasError(f"--host '{host}' is not a name or address of this machine") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as s:
-        try:
-            s.bind(address)
-        except PermissionError:
-            raise LatentAtlasError(f"port {port} on {host} needs privileges this process does not have; pass another --port") from None
-        except OSError as exc:
-            if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
-                raise LatentAtlasError(f"port {port} on {host} is already in use (another server?); pass another --port") from None
-            raise LatentAtlasError(f"cannot serve on {host}:{port} ({exc.strerror or exc})") from None
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -294,3 +294,52 @@ class ProjectionMeta(_Open):
     method: StrictStr = Field(max_length=32)
     n: StrictInt | None = Field(None, ge=0, le=MAX_TOKENS)
     model_config = ConfigDict(extra="allow", strict=False)
+
+
+# -- runs/<run>/attention/… (the attention lab) --------------------------------------------------------------
+class AttentionSampleMeta(_Strict):
+    """``attention/samples/<id>/sample.json``: one text's captured attention."""
+
+    id: StrictStr = Field(pattern=r"^[0-9a-f]{12}$")
+    text: StrictStr = Field(max_length=1 << 22)
+    tokens: list[Annotated[StrictStr, Field(max_length=1000)]] = Field(max_length=1 << 17)
+    n_tokens: StrictInt = Field(ge=1, le=1 << 17)
+    n_layers: StrictInt = Field(ge=1, le=4096)
+    n_heads: StrictInt = Field(ge=1, le=4096)
+    layers: list[Annotated[StrictStr, Field(max_length=500)]] = Field(max_length=4096)
+    causal: StrictBool
+    source: Literal["attend", "output_attentions"]
+    implementation: StrictStr | None = Field(None, max_length=64)
+    note: StrictStr | None = Field(None, max_length=2000)
+    neuron: StrictBool
+    model: StrictStr = Field(max_length=500)
+    created_at: StrictStr = Field("", max_length=64)
+    seconds: float = Field(0.0, ge=0)
+    thumb: StrictInt = Field(ge=1, le=1024)
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(self.tokens) != self.n_tokens:
+            raise ValueError(f"it lists {len(self.tokens)} tokens but n_tokens is {self.n_tokens}")
+        if len(self.layers) != self.n_layers:
+            raise ValueError(f"it names {len(self.layers)} layers but n_layers is {self.n_layers}")
+        return self
+
+
+class HeadAtlasMeta(_Strict):
+    """``attention/heads.json``: what the head atlas's table holds."""
+
+    stats: list[Annotated[StrictStr, Field(max_length=64)]] = Field(min_length=1, max_length=64)
+    n_layers: StrictInt = Field(ge=1, le=4096)
+    n_heads: StrictInt = Field(ge=1, le=4096)
+    tokens: StrictInt = Field(ge=0)
+    corpus: dict[str, Any]
+    layers: list[Annotated[StrictStr, Field(max_length=500)]] = Field(max_length=4096)
+    prefix_matching: dict[str, Any]
+    copying: StrictBool
+    seconds: float = Field(ge=0)
+    forward_seconds: float = Field(0.0, ge=0)
+    created_at: StrictStr = Field("", max_length=64)
+    model: StrictStr = Field("", max_length=500)
+    model_config = ConfigDict(extra="forbid", strict=False)

@@ -69,8 +69,12 @@ def sample(rng: np.random.Generator, n: int, vocab: int, length: int, span_min: 
 
 def repeated_random(rng: np.random.Generator, n: int, vocab: int, half: int, bos: int | None = None) -> np.ndarray:
     """Olsson et al.'s probe for prefix matching: ``half`` random tokens, then the same tokens again
-    (after ``bos`` when given), shape (n, 2·half [+1])."""
-    r = rng.integers(0, vocab, size=(n, half))
+    (after ``bos`` when given), shape (n, 2·half [+1]). The half holds no token twice when the vocabulary
+    allows (a small one would otherwise make "the token after the earlier occurrence" ambiguous)."""
+    if half <= vocab:
+        r = np.stack([rng.permutation(vocab)[:half] for _ in range(n)])
+    else:
+        r = rng.integers(0, vocab, size=(n, half))
     seq = np.concatenate([r, r], axis=1)
     if bos is not None:
         seq = np.concatenate([np.full((n, 1), bos), seq], axis=1)

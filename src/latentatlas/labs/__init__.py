@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-LABS = ("vae", "sae")
+LABS = ("vae", "sae", "attention")
 
 
 def lab(name: str) -> ModuleType:

@@ -7,8 +7,9 @@ import { runsView } from "./runs.js";
 import { $ } from "./util.js";
 import * as vae from "./vae/index.js";
 import * as sae from "./sae/index.js";
+import * as attention from "./attention/index.js";
 
-const LABS = [vae, sae];
+const LABS = [vae, sae, attention];
 
 let ctx = null;
 

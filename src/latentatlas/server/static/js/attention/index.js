@@ -1,0 +1,88 @@
+// The attention lab in the explorer: the head, model, matrix and neuron views of a captured text, and
+// the head atlas. app.js mounts it from LABS.
+import * as api from "../api.js";
+import * as state from "../state.js";
+import { section } from "../util.js";
+import * as views from "./views.js";
+
+export const KINDS = ["attention", "attn_only"];
+export const tabs = () => [["head", "Head view"], ["model", "Model view"], ["matrix", "Matrix"], ["neuron", "Neuron"], ["atlas", "Head atlas"], ["metrics", "Metrics"]];
+
+export async function load(ctx) {
+  ctx.att = await api.json(`${api.runPath(ctx.run)}/attention`);
+}
+
+const metaCache = new Map();
+async function sampleMeta(run, id) {
+  const key = `${run}/${id}`;
+  if (!metaCache.has(key)) metaCache.set(key, api.json(`${api.runPath(run)}/attention/${encodeURIComponent(id)}`));
+  return metaCache.get(key);
+}
+
+function sampleBar(ctx, current) {
+  const bar = document.createElement("div");
+  bar.className = "controls";
+  const sel = document.createElement("select");
+  sel.id = "att-sample";
+  for (const s of ctx.att.samples) {
+    const o = document.createElement("option");
+    o.value = s.id;
+    o.textContent = `${s.text.slice(0, 60)}${s.text.length > 60 ? "…" : ""} (${s.n_tokens.toLocaleString()} tokens)`;
+    sel.append(o);
+  }
+  if (current) sel.value = current;
+  sel.addEventListener("change", () => state.set({ sample: sel.value, zoom: null, q0: null, k0: null }));
+  const text = document.createElement("input");
+  text.id = "att-text";
+  text.placeholder = ctx.att.reads_ids ? "token ids, e.g. 3 7 1 3 7" : "a text to look at";
+  text.style.width = "320px";
+  const go = document.createElement("button");
+  go.id = "att-capture";
+  go.textContent = "Capture";
+  const note = document.createElement("span");
+  note.className = "muted";
+  go.addEventListener("click", async () => {
+    if (!text.value.trim()) return;
+    go.disabled = true;
+    note.textContent = "capturing…";
+    try {
+      const meta = await api.json(`${api.runPath(ctx.run)}/attention`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text: text.value }) });
+      ctx.att = await api.json(`${api.runPath(ctx.run)}/attention`);
+      state.set({ sample: meta.id, zoom: null, q0: null, k0: null });
+    } catch (e) { note.textContent = e.message; } finally { go.disabled = false; }
+  });
+  const label = document.createElement("label");
+  label.append("Text ", sel);
+  bar.append(label, text, go, note);
+  return bar;
+}
+
+export async function render(ctx, view) {
+  const root = section("attention-view", "full", `<div id="att-bar"></div><div id="att-body"></div>`);
+  root.hidden = false;
+  const bar = root.querySelector("#att-bar"), body = root.querySelector("#att-body");
+  if (view === "atlas") {
+    bar.replaceChildren();
+    await views.atlasView(ctx, body);
+    return;
+  }
+  const id = state.get("sample") || (ctx.att.samples[0] && ctx.att.samples[0].id);
+  bar.replaceChildren(sampleBar(ctx, id));
+  if (!id) {
+    const p = document.createElement("p");
+    p.className = "muted";
+    p.textContent = `No text captured yet: type one above, or run \`latentatlas attention show ${ctx.run} --text "…"\`.`;
+    body.replaceChildren(p);
+    return;
+  }
+  const meta = await sampleMeta(ctx.run, id);
+  if (meta.note) {
+    const p = document.createElement("p");
+    p.className = "warn-banner";
+    p.textContent = meta.note;
+    bar.append(p);
+  }
+  await { head: views.headView, model: views.modelView, matrix: views.matrixView, neuron: views.neuronView }[view](ctx, body, meta);
+}
+
+export const metricsSubject = (m) => (m.kind === "attn_only" ? "the induction-heads ground truth" : "");

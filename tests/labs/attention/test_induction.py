@@ -1,0 +1,29 @@
+"""The ground truth: `attention induction` trains the attention-only transformer (about a minute), its ICL
+score falls at a phase change, and the head atlas singles out a last-layer induction head by its
+prefix-matching and copying scores (Olsson et al. 2022)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from latentatlas.analysis.attention import STAT_NAMES
+from latentatlas.labs.attention import jobs
+
+pytestmark = pytest.mark.slow
+
+
+def test_induction_head_forms_and_the_atlas_finds_it(tmp_path):
+    run, result, report = jobs.train_induction(tmp_path / "atlas", name="induction", progress=False, heads_tokens=8000)
+    h = report["headline"]
+    assert h["phase_change_step"] is not None and 300 <= h["phase_change_step"] <= 1500
+    assert h["icl_score"] < -0.7  # the repeat is predicted far better than its first copy
+    table, meta = jobs.read_heads(run)
+    col = {n: i for i, n in enumerate(STAT_NAMES)}
+    pm, cp = table[..., col["prefix_matching"]], table[..., col["copying"]]
+    last, head = report["induction"]["induction_head"]
+    assert last == 1 and pm[1, head] == pm.max()
+    assert pm[1, head] > 0.45 and pm[0].max() < 0.1  # layer 0 cannot do prefix matching; layer 1 does
+    assert cp[1, head] > 0.8  # and its OV circuit copies
+    hist = run.read_history()
+    assert any(r["icl"] > -0.2 for r in hist[:10])  # before the phase change there is no in-context learning
