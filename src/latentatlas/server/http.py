@@ -47,6 +47,13 @@ def float32_response(a: np.ndarray) -> Response:
                     headers={"X-Shape": ",".join(str(s) for s in a.shape)})
 
 
+def float16_response(a: np.ndarray, **headers: str) -> Response:
+    """Attention-sized data as raw little-endian float16 (half the bytes), its shape in ``X-Shape``."""
+    a = np.ascontiguousarray(a, dtype="<f2")
+    return Response(content=a.tobytes(), media_type="application/octet-stream",
+                    headers={"X-Shape": ",".join(str(s) for s in a.shape), **headers})
+
+
 def error_status(exc: LatentAtlasError) -> int:
     return int(getattr(exc, "status", 422))
 

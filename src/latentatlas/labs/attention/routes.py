@@ -4,14 +4,13 @@ the work; this file checks requests and keeps one explorer per version of the ru
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ...errors import LatentAtlasError
 from ...server.cache import mtime
-from ...server.http import ApiError, float32_response, get_run, json_response, run_kind
+from ...server.http import ApiError, float16_response, float32_response, get_run, json_response, run_kind
 from . import KINDS, jobs
 from .explore import MAX_CELLS, AttentionExplorer
 
@@ -33,13 +32,6 @@ def explorer(request: Request, name: str) -> AttentionExplorer:
         return request.app.state.cache.get(key, lambda: AttentionExplorer(run))
     except LatentAtlasError as exc:
         raise ApiError(404, str(exc)) from None
-
-
-def float16_response(a: np.ndarray, **headers: str) -> Response:
-    """Attention as raw little-endian float16, its shape in ``X-Shape`` (half the bytes of float32)."""
-    a = np.ascontiguousarray(a, dtype="<f2")
-    return Response(content=a.tobytes(), media_type="application/octet-stream",
-                    headers={"X-Shape": ",".join(str(s) for s in a.shape), **headers})
 
 
 @router.get("/api/runs/{run}/attention", summary="The run's attention samples, its model, and its head atlas's meta")

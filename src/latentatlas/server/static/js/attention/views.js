@@ -22,6 +22,17 @@ function canvas(parent, w, h, id) {
   return c;
 }
 
+// A (rows × cols) block of `data` from `off`, each scaled to the block's maximum, as an offscreen canvas
+function heatCanvas(data, off, R, C) {
+  const img = new ImageData(C, R);
+  let max = 1e-6;
+  for (let k = 0; k < R * C; k++) max = Math.max(max, data[off + k]);
+  for (let k = 0; k < R * C; k++) img.data.set([...heat(data[off + k] / max), 255], 4 * k);
+  const tmp = el("canvas", { width: C, height: R });
+  tmp.getContext("2d").putImageData(img, 0, 0);
+  return tmp;
+}
+
 function layerSelect(n, value, onChange) {
   const s = el("select", { id: "att-layer" }, ...Array.from({ length: n }, (_, i) => el("option", { value: i, textContent: `layer ${i}` })));
   s.value = String(value);
@@ -144,19 +155,9 @@ export async function modelView(ctx, root, meta) {
       const box = el("div", { className: "thumb", title: `layer ${l}, head ${h}: click to enlarge`, style: "cursor:pointer;border:1px solid var(--line)" });
       const c = canvas(box, cell, cell);
       c.dataset.layer = l; c.dataset.head = h;
-      const img = new ImageData(s, s);
-      let max = 1e-6;
-      const off = (l * H + h) * s * s;
-      for (let k = 0; k < s * s; k++) max = Math.max(max, th.data[off + k]);
-      for (let k = 0; k < s * s; k++) {
-        const [r, g, b] = heat(th.data[off + k] / max);
-        img.data.set([r, g, b, 255], 4 * k);
-      }
-      const tmp = el("canvas", { width: s, height: s });
-      tmp.getContext("2d").putImageData(img, 0, 0);
       const g = c.getContext("2d");
       g.imageSmoothingEnabled = false;
-      g.drawImage(tmp, 0, 0, cell, cell);
+      g.drawImage(heatCanvas(th.data, (l * H + h) * s * s, s, s), 0, 0, cell, cell);
       box.addEventListener("click", () => state.set({ view: "matrix", layer: l, head: h, zoom: null }, { push: true }));
       grid.append(box);
     }
@@ -184,18 +185,9 @@ export async function matrixView(ctx, root, meta) {
   root.append(hover);
   const w = await windowOf(ctx.run, meta.id, { layer, r0: box.r0, r1: box.r1, c0: box.c0, c1: box.c1, max: Math.round(side) });
   const [, R, C] = w.shape;
-  const img = new ImageData(C, R);
   const off = head * R * C;
-  let max = 1e-6;
-  for (let k = 0; k < R * C; k++) max = Math.max(max, w.data[off + k]);
-  for (let k = 0; k < R * C; k++) {
-    const [r, gg, b] = heat(w.data[off + k] / max);
-    img.data.set([r, gg, b, 255], 4 * k);
-  }
-  const tmp = el("canvas", { width: C, height: R });
-  tmp.getContext("2d").putImageData(img, 0, 0);
   g.imageSmoothingEnabled = false;
-  g.drawImage(tmp, 0, 0, side, side);
+  g.drawImage(heatCanvas(w.data, off, R, C), 0, 0, side, side);
   cv.dataset.cells = `${R}x${C}`;
   info.textContent = `queries ${box.r0}–${box.r1 - 1} × keys ${box.c0}–${box.c1 - 1}; ${w.pool[0] > 1 || w.pool[1] > 1 ? `each cell the max of ${w.pool[0]}×${w.pool[1]}` : "one cell per token pair"} · wheel to zoom, drag to pan`;
   const at = (e) => {
