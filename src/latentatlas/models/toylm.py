@@ -28,6 +28,9 @@ class AttnOnlyConfig:
     n_heads: int = 4
     n_layers: int = 2
     ctx: int = 64
+    # "learned": absolute position embeddings added to the tokens; "rotary": no position embedding, the
+    # query and key rotated by position (RoPE), so "attend to the previous token" is one fixed rotation
+    positions: str = "learned"
 
     def __post_init__(self) -> None:
         from ..errors import LatentAtlasError
@@ -38,12 +41,26 @@ class AttnOnlyConfig:
                 raise LatentAtlasError(f"attention-only model config has {name}={v}; expected 1 to 65,536")
         if self.d_model % self.n_heads:
             raise LatentAtlasError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.positions not in ("learned", "rotary"):
+            raise LatentAtlasError(f"attention-only model config has positions='{self.positions}'; expected learned or rotary")
+        if self.positions == "rotary" and (self.d_model // self.n_heads) % 2:
+            raise LatentAtlasError(f"rotary positions need an even head size, got {self.d_model // self.n_heads}")
+
+
+def rotate(x: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
+    """RoPE (Su et al. 2021) in the half-split layout Llama uses: (batch, heads, T, d) rotated by position."""
+    t, d = x.shape[-2], x.shape[-1]
+    inv = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
+    ang = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * inv[None]
+    cos, sin = torch.cat([ang.cos()] * 2, -1).to(x.dtype), torch.cat([ang.sin()] * 2, -1).to(x.dtype)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
 class Attention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int):
+    def __init__(self, d_model: int, n_heads: int, rotary: bool = False):
         super().__init__()
-        self.n_heads, self.d_head = n_heads, d_model // n_heads
+        self.n_heads, self.d_head, self.rotary = n_heads, d_model // n_heads, rotary
         self.q_proj = nn.Linear(d_model, d_model, bias=False)
         self.k_proj = nn.Linear(d_model, d_model, bias=False)
         self.v_proj = nn.Linear(d_model, d_model, bias=False)
@@ -52,7 +69,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         split = lambda y: y.view(b, t, self.n_heads, self.d_head).transpose(1, 2)  # noqa: E731
-        out, _ = attend(self, split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)), mask, causal_only=True)
+        q, k = split(self.q_proj(x)), split(self.k_proj(x))
+        if self.rotary:
+            q, k = rotate(q), rotate(k)
+        out, _ = attend(self, q, k, split(self.v_proj(x)), mask, causal_only=True)
         return self.o_proj(out.reshape(b, t, -1))
 
 
@@ -62,8 +82,9 @@ class AttnOnlyTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab, config.d_model)
-        self.pos = nn.Embedding(config.ctx, config.d_model)
-        self.layers = nn.ModuleList([Attention(config.d_model, config.n_heads) for _ in range(config.n_layers)])
+        rotary = config.positions == "rotary"
+        self.pos = None if rotary else nn.Embedding(config.ctx, config.d_model)
+        self.layers = nn.ModuleList([Attention(config.d_model, config.n_heads, rotary) for _ in range(config.n_layers)])
         self.unembed = nn.Linear(config.d_model, config.vocab, bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -72,7 +93,9 @@ class AttnOnlyTransformer(nn.Module):
             from ..errors import LatentAtlasError
 
             raise LatentAtlasError(f"the input has {t} tokens, more than this model's {self.config.ctx} positions")
-        x = self.embed(tokens) + self.pos(torch.arange(t, device=tokens.device))
+        x = self.embed(tokens)
+        if self.pos is not None:
+            x = x + self.pos(torch.arange(t, device=tokens.device))
         causal = torch.full((t, t), float("-inf"), device=tokens.device).triu(1)  # additive: cheaper than a boolean fill
         for layer in self.layers:
             x = x + layer(x, causal)

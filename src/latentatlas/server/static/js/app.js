@@ -8,6 +8,7 @@ import { $ } from "./util.js";
 import * as vae from "./vae/index.js";
 import * as sae from "./sae/index.js";
 import * as attention from "./attention/index.js";
+import * as graph from "./attention/graph.js";
 
 const LABS = [vae, sae, attention];
 
@@ -17,6 +18,8 @@ const labOf = (kind) => LABS.find((l) => l.KINDS.includes(kind)) || null;
 // the view a run opens in, by its kind
 const firstView = (kind) => { const lab = labOf(kind); return lab ? lab.tabs(kind)[0][0] : "metrics"; };
 const tabsOf = (kind) => { const lab = labOf(kind); return lab ? lab.tabs(kind) : [["metrics", "Metrics"]]; };
+// any run that holds a module graph (`latentatlas attention graph RUN`, whatever its lab) gets a tab for it, before Metrics
+const tabsOfRun = (c) => (c.graph ? [...tabsOf(c.kind).filter(([v]) => v !== "metrics"), ["graph", "Module graph"], ...tabsOf(c.kind).filter(([v]) => v === "metrics")] : tabsOf(c.kind));
 
 function showError(err) {
   const box = $("error");
@@ -32,6 +35,7 @@ async function loadRun(run) {
   const kind = String(info.config.kind);
   const next = { run, info, kind, lab: labOf(kind), select };
   if (next.lab) await next.lab.load(next);
+  next.graph = await graph.available(run);
   ctx = next;
   return ctx;
 }
@@ -43,10 +47,11 @@ function select(row) {
 }
 window.latentatlas = { select, state };
 
-function showTabs(kind, view) {
+function showTabs(c, view) {
   const nav = $("tabs");
+  const kind = `${c.kind}${c.graph ? "+graph" : ""}`;
   if (nav.dataset.kind !== kind) {
-    nav.replaceChildren(...tabsOf(kind).map(([v, label]) => {
+    nav.replaceChildren(...tabsOfRun(c).map(([v, label]) => {
       const a = document.createElement("a");
       a.dataset.view = v;
       a.textContent = label;
@@ -75,12 +80,14 @@ async function render() {
     return;
   }
   const c = await loadRun(run);
-  const views = tabsOf(c.kind).map(([v]) => v);
+  const views = tabsOfRun(c).map(([v]) => v);
   const view = views.includes(state.get("view")) ? state.get("view") : views[0];
-  showTabs(c.kind, view);
+  showTabs(c, view);
   if (view === "metrics") {
     $("metrics-view").hidden = false;
     await metricsView(c, c.lab || {});
+  } else if (view === "graph") {
+    await graph.render(c);
   } else {
     await c.lab.render(c, view);
   }
@@ -97,6 +104,8 @@ function rerender() {
   });
 }
 
-// the traversal keeps its slider positions in `t` for sharing; they need no re-render
-state.onChange((changes) => { if (!Object.keys(changes).every((k) => k === "t")) rerender(); });
+// keys a view keeps in the URL for sharing while it redraws itself (the traversal's slider positions, the
+// head view's scroll offsets): changing them needs no re-render
+const QUIET = new Set(["t", "q0", "k0"]);
+state.onChange((changes) => { if (!Object.keys(changes).every((k) => QUIET.has(k))) rerender(); });
 rerender();

@@ -11,7 +11,10 @@ const ROW = 18; // head view: pixels per token row
 const FONT = "12px ui-monospace, SFMono-Regular, Menlo, monospace";
 const el = (tag, props = {}, ...kids) => { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; };
 const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
-const shown = (t) => String(t).replace(/[\u0000-\u001f]/g, "·");
+// a token as a reader sees it: byte-level BPE's and SentencePiece's space and newline marks made visible,
+// control characters as dots
+const MARKS = { "Ġ": "␣", "▁": "␣", "Ċ": "↵", "ĉ": "⇥" };
+const shown = (t) => String(t).replace(/[ĠĊĉ▁]/g, (c) => MARKS[c]).replace(/[\u0000-\u001f]/g, "·");
 
 function canvas(parent, w, h, id) {
   const c = el("canvas", { id });
@@ -22,15 +25,29 @@ function canvas(parent, w, h, id) {
   return c;
 }
 
-// A (rows × cols) block of `data` from `off`, each scaled to the block's maximum, as an offscreen canvas
-function heatCanvas(data, off, R, C) {
+// A (rows × cols) block of `data` from `off` as an offscreen canvas, scaled to the block's maximum or, with
+// `rows`, each row to its own maximum: far into a long text a query's weights are ~1/position, so one scale
+// for the whole block leaves everything past the first rows white
+function heatCanvas(data, off, R, C, rows = false) {
   const img = new ImageData(C, R);
   let max = 1e-6;
-  for (let k = 0; k < R * C; k++) max = Math.max(max, data[off + k]);
-  for (let k = 0; k < R * C; k++) img.data.set([...heat(data[off + k] / max), 255], 4 * k);
+  if (!rows) for (let k = 0; k < R * C; k++) max = Math.max(max, data[off + k]);
+  for (let i = 0; i < R; i++) {
+    if (rows) { max = 1e-6; for (let j = 0; j < C; j++) max = Math.max(max, data[off + i * C + j]); }
+    for (let j = 0; j < C; j++) img.data.set([...heat(data[off + i * C + j] / max), 255], 4 * (i * C + j));
+  }
   const tmp = el("canvas", { width: C, height: R });
   tmp.getContext("2d").putImageData(img, 0, 0);
   return tmp;
+}
+
+// whole: one scale per image; rows: each query row to its own maximum (the default past 256 tokens)
+const rowScaled = (meta) => state.get("scale", meta.n_tokens > 256 ? "rows" : "whole") === "rows";
+function scaleSelect(meta) {
+  const s = el("select", { id: "att-scale" }, el("option", { value: "whole", textContent: "whole image" }), el("option", { value: "rows", textContent: "each query row" }));
+  s.value = rowScaled(meta) ? "rows" : "whole";
+  s.addEventListener("change", () => state.set({ scale: s.value }));
+  return el("label", {}, "Scale to ", s);
 }
 
 function layerSelect(n, value, onChange) {
@@ -93,15 +110,20 @@ export async function headView(ctx, root, meta) {
     if (!data) return;
     const [hh, R, C] = data.shape;
     let drawn = 0;
+    const skip = (i, j) => view.hover && ((view.hover.side === "q" && view.hover.i !== view.q0 + i) || (view.hover.side === "k" && view.hover.i !== view.k0 + j));
+    // far into a long text a query spreads its attention over thousands of keys, so weights are small:
+    // opacity is relative to the largest weight drawn (said in the status line)
+    let top = 0;
+    for (const h of on) if (h < hh) for (let i = 0; i < R; i++) for (let j = 0; j < C; j++) if (!skip(i, j)) top = Math.max(top, data.data[(h * R + i) * C + j]);
+    const scale = top > 0 ? 1 / top : 0;
     g.lineWidth = 2;
     for (const h of on) {
       if (h >= hh) continue;
       g.strokeStyle = headColour(h);
       for (let i = 0; i < R; i++) {
-        if (view.hover && view.hover.side === "q" && view.hover.i !== view.q0 + i) continue;
         for (let j = 0; j < C; j++) {
-          if (view.hover && view.hover.side === "k" && view.hover.i !== view.k0 + j) continue;
-          const w = data.data[(h * R + i) * C + j];
+          if (skip(i, j)) continue;
+          const w = data.data[(h * R + i) * C + j] * scale;
           if (w < 0.01) continue;
           g.globalAlpha = Math.min(1, w * (view.hover ? 1 : 0.9));
           g.beginPath(); g.moveTo(xL, i * ROW + ROW / 2); g.lineTo(xR, j * ROW + ROW / 2); g.stroke();
@@ -111,7 +133,8 @@ export async function headView(ctx, root, meta) {
     }
     g.globalAlpha = 1;
     cv.dataset.lines = String(drawn);
-    status.textContent = `queries ${view.q0}–${view.q0 + nq - 1}, keys ${view.k0}–${view.k0 + nk - 1} of ${t.toLocaleString()} tokens · scroll either column`;
+    cv.dataset.top = String(top);
+    status.textContent = `queries ${view.q0}–${view.q0 + nq - 1}, keys ${view.k0}–${view.k0 + nk - 1} of ${t.toLocaleString()} tokens · darkest line = weight ${fmt(top, 3)} · scroll either column`;
     state.set({ q0: view.q0, k0: view.k0 });
   }
 
@@ -146,6 +169,7 @@ export async function headView(ctx, root, meta) {
 export async function modelView(ctx, root, meta) {
   const th = await thumbsOf(ctx.run, meta.id);
   const [L, H, s] = th.shape;
+  const rows = rowScaled(meta);
   const cell = clamp(Math.floor((Math.min(root.clientWidth || 900, 1100) - 60) / H) - 8, 36, 96);
   const grid = el("div", { id: "model-grid", style: `display:grid;grid-template-columns:40px repeat(${H}, ${cell + 6}px);gap:4px;align-items:center` });
   grid.append(el("span"), ...Array.from({ length: H }, (_, h) => el("span", { className: "muted", textContent: `h${h}`, style: "text-align:center" })));
@@ -157,12 +181,12 @@ export async function modelView(ctx, root, meta) {
       c.dataset.layer = l; c.dataset.head = h;
       const g = c.getContext("2d");
       g.imageSmoothingEnabled = false;
-      g.drawImage(heatCanvas(th.data, (l * H + h) * s * s, s, s), 0, 0, cell, cell);
+      g.drawImage(heatCanvas(th.data, (l * H + h) * s * s, s, s, rows), 0, 0, cell, cell);
       box.addEventListener("click", () => state.set({ view: "matrix", layer: l, head: h, zoom: null }, { push: true }));
       grid.append(box);
     }
   }
-  root.replaceChildren(el("p", { className: "muted", textContent: `${L} layers × ${H} heads, each max-pooled to ${s}×${s} (rows: queries, columns: keys; each scaled to its own maximum). Click one to open its matrix.` }), grid);
+  root.replaceChildren(el("div", { className: "controls" }, scaleSelect(meta), el("span", { className: "muted", textContent: `${L} layers × ${H} heads, each max-pooled to ${s}×${s} (rows: queries, columns: keys; ${rows ? "each query row scaled to its own maximum" : "each image scaled to its own maximum"}). Click one to open its matrix.` })), grid);
 }
 
 // -- matrix view -----------------------------------------------------------------------------------------------
@@ -177,7 +201,7 @@ export async function matrixView(ctx, root, meta) {
   const info = el("span", { id: "matrix-info", className: "muted" });
   const reset = el("button", { textContent: "Whole matrix", id: "matrix-reset" });
   reset.addEventListener("click", () => state.set({ zoom: null }));
-  root.replaceChildren(el("div", { className: "controls" }, layerSelect(meta.n_layers, layer, (l) => state.set({ layer: l })), headSel, reset, info));
+  root.replaceChildren(el("div", { className: "controls" }, layerSelect(meta.n_layers, layer, (l) => state.set({ layer: l })), headSel, scaleSelect(meta), reset, info));
   const side = Math.min(680, (root.clientWidth || 800) - 40);
   const cv = canvas(root, side, side, "matrix-canvas");
   const g = cv.getContext("2d");
@@ -187,7 +211,7 @@ export async function matrixView(ctx, root, meta) {
   const [, R, C] = w.shape;
   const off = head * R * C;
   g.imageSmoothingEnabled = false;
-  g.drawImage(heatCanvas(w.data, off, R, C), 0, 0, side, side);
+  g.drawImage(heatCanvas(w.data, off, R, C, rowScaled(meta)), 0, 0, side, side);
   cv.dataset.cells = `${R}x${C}`;
   info.textContent = `queries ${box.r0}–${box.r1 - 1} × keys ${box.c0}–${box.c1 - 1}; ${w.pool[0] > 1 || w.pool[1] > 1 ? `each cell the max of ${w.pool[0]}×${w.pool[1]}` : "one cell per token pair"} · wheel to zoom, drag to pan`;
   const at = (e) => {
@@ -274,6 +298,8 @@ export async function neuronView(ctx, root, meta) {
 const STAT_LABEL = { entropy: "entropy (nats)", distance: "mean distance (tokens)", first: "share to the first token", self: "share to itself",
   previous: "share to the previous token", prefix_matching: "prefix matching", copying: "copying" };
 
+const STAT_DOMAIN = { first: [0, 1], self: [0, 1], previous: [0, 1], prefix_matching: [0, 1], copying: [-1, 1] };
+
 export async function atlasView(ctx, root) {
   const hs = await headsOf(ctx.run);
   if (!hs) {
@@ -293,6 +319,15 @@ export async function atlasView(ctx, root) {
     el("label", {}, "x ", pick("atlas-x", xs, "x")), el("label", {}, "y ", pick("atlas-y", ys, "y")),
     el("span", { className: "muted", textContent: `${ctx.att.heads.tokens.toLocaleString()} tokens; click a head to open its matrix${sample ? "" : " (capture a text first)"}` })));
   const si = hs.stats.indexOf(colour), xi = hs.stats.indexOf(xs), yi = hs.stats.indexOf(ys);
+  // each statistic on its natural scale (shares and prefix matching 0..1, copying −1..1, entropy and
+  // distance from 0), so that heads that all score alike look alike instead of spanning the colour map
+  const domain = (i) => {
+    const fixed = STAT_DOMAIN[hs.stats[i]];
+    if (fixed) return fixed;
+    let b = 0;
+    for (let k = 0; k < hs.layers * hs.heads; k++) { const v = hs.data[k * S + i]; if (Number.isFinite(v)) b = Math.max(b, v); }
+    return [0, b > 0 ? b : 1];
+  };
   const wrap = el("div", { style: "display:flex;gap:24px;flex-wrap:wrap" });
   root.append(wrap);
   // the grid: layers × heads coloured by one statistic
@@ -300,8 +335,7 @@ export async function atlasView(ctx, root) {
   const gw = 40 + hs.heads * cell, gh = 24 + hs.layers * cell;
   const gc = canvas(wrap, gw, gh, "atlas-grid");
   const g = gc.getContext("2d");
-  let lo = Infinity, hi = -Infinity;
-  for (let l = 0; l < hs.layers; l++) for (let h = 0; h < hs.heads; h++) { const v = val(l, h, si); if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); } }
+  const [lo, hi] = domain(si);
   g.font = FONT; g.textBaseline = "middle"; g.textAlign = "center";
   for (let l = 0; l < hs.layers; l++) {
     g.fillStyle = "#555"; g.fillText(`L${l}`, 18, 24 + l * cell + cell / 2);
@@ -319,8 +353,7 @@ export async function atlasView(ctx, root) {
   const W = 420, Hh = 360, m = 40;
   const sc = canvas(wrap, W, Hh, "atlas-map");
   const s2 = sc.getContext("2d");
-  const ext = (i) => { let a = Infinity, b = -Infinity; for (let k = 0; k < hs.layers * hs.heads; k++) { const v = hs.data[k * S + i]; if (Number.isFinite(v)) { a = Math.min(a, v); b = Math.max(b, v); } } return b > a ? [a, b] : [a - 0.5, a + 0.5]; };
-  const [x0, x1] = ext(xi), [y0, y1] = ext(yi);
+  const [x0, x1] = domain(xi), [y0, y1] = domain(yi);
   const px = (v) => m + ((v - x0) / (x1 - x0)) * (W - 2 * m), py = (v) => Hh - m - ((v - y0) / (y1 - y0)) * (Hh - 2 * m);
   s2.strokeStyle = "#ccc"; s2.strokeRect(m, m, W - 2 * m, Hh - 2 * m);
   s2.font = FONT; s2.fillStyle = "#555"; s2.textAlign = "center";
@@ -337,6 +370,12 @@ export async function atlasView(ctx, root) {
     s2.fillStyle = HEAD_COLOURS[l % HEAD_COLOURS.length];
     s2.beginPath(); s2.arc(p.x, p.y, 6, 0, 2 * Math.PI); s2.fill();
     s2.fillStyle = "#223"; s2.textAlign = "left"; s2.fillText(`${l}.${h}`, p.x + 8, p.y - 6);
+  }
+  s2.textAlign = "left";
+  for (let l = 0; l < Math.min(hs.layers, HEAD_COLOURS.length); l++) {
+    const lx = m + (l % 6) * 62, ly = 14 + Math.floor(l / 6) * 14;
+    s2.fillStyle = HEAD_COLOURS[l]; s2.beginPath(); s2.arc(lx + 4, ly, 4, 0, 2 * Math.PI); s2.fill();
+    s2.fillStyle = "#555"; s2.fillText(`layer ${l}`, lx + 11, ly + 1);
   }
   const open = (l, h) => { if (sample) state.set({ view: "matrix", layer: l, head: h, sample: state.get("sample", sample.id), zoom: null }, { push: true }); };
   gc.addEventListener("click", (e) => {
