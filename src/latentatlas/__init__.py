@@ -31,6 +31,7 @@ _LAZY = {
     "evaluate_sae": ("latentatlas.labs.sae.jobs", "evaluate_sae"),
     "SAEExplorer": ("latentatlas.labs.sae.explore", "SAEExplorer"),
     "VAEExplorer": ("latentatlas.labs.vae.explore", "VAEExplorer"),
+    "attention": ("latentatlas.labs.attention.notebook", None),
     "analysis": ("latentatlas.analysis", None),
     "figures": ("latentatlas.figures", None),
 }

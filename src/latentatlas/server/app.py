@@ -30,7 +30,7 @@ from .http import (
     png_response,
     validation_sentence,
 )
-from .security import MAX_BODY, SecurityMiddleware, allowed_hosts
+from .security import MAX_BODY, SecurityMiddleware, allowed_hosts, headers_for
 
 _FIGURE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,123}\.png$")
 _FIGURE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,123}\.(png|svg|pdf)$")
@@ -38,10 +38,11 @@ _FIGURE_TYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application
 
 
 def create_app(atlas_root: str | os.PathLike | None = None, *, host: str = "127.0.0.1", allow_hosts: tuple[str, ...] = (),
-               max_body: int = MAX_BODY) -> FastAPI:
+               max_body: int = MAX_BODY, frame_ancestors: tuple[str, ...] = ()) -> FastAPI:
     """The app for the atlas at ``atlas_root``, answering requests addressed to ``host`` (the interface it
     is served on; loopback names are always accepted) and ``allow_hosts``, with bodies of at most
-    ``max_body`` bytes."""
+    ``max_body`` bytes. ``frame_ancestors``: origins whose pages may show the explorer in a frame (a
+    notebook's); none by default."""
     atlas = Atlas(atlas_root)
     root = atlas.root.resolve()
     # docs_url=None: FastAPI's default /docs loads Swagger UI from a CDN; frontend.py serves it locally.
@@ -56,7 +57,8 @@ def create_app(atlas_root: str | os.PathLike | None = None, *, host: str = "127.
     app.state.cache = RunCache()
     app.state.jobs = Jobs(workers=1)
     app.state.hosts = allowed_hosts(host, allow_hosts)
-    app.add_middleware(SecurityMiddleware, hosts=app.state.hosts, max_body=max_body)
+    headers_for(frame_ancestors)  # a bad origin pattern is refused here, not on the first request
+    app.add_middleware(SecurityMiddleware, hosts=app.state.hosts, max_body=max_body, frame_ancestors=tuple(frame_ancestors))
 
     # -- errors: one sentence, never a traceback -----------------------------------------------------
     @app.exception_handler(ApiError)

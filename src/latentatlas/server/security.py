@@ -67,11 +67,25 @@ def _is_loopback(name: str) -> bool:
         return name == "localhost"
 
 
+def headers_for(frame_ancestors: Iterable[str] = ()) -> list[tuple[bytes, bytes]]:
+    """The headers added to every answer. ``frame_ancestors`` (e.g. a notebook's ``http://localhost:*``)
+    lets those pages show the explorer in a frame; by default no page may."""
+    ancestors = tuple(frame_ancestors)
+    if not ancestors:
+        return HEADERS
+    for a in ancestors:
+        if not all(c.isalnum() or c in ":/*.-[]" for c in a):
+            raise ValueError(f"frame ancestor '{a}' is not an origin pattern (scheme://host:port, '*' for any port)")
+    csp = CSP.replace("frame-ancestors 'none'", "frame-ancestors 'self' " + " ".join(ancestors))
+    return [(b"content-security-policy", csp.encode()), *((k, v) for k, v in HEADERS if k not in (b"content-security-policy", b"x-frame-options"))]
+
+
 class SecurityMiddleware:
-    def __init__(self, app, hosts: frozenset[str], max_body: int = MAX_BODY):
+    def __init__(self, app, hosts: frozenset[str], max_body: int = MAX_BODY, frame_ancestors: tuple[str, ...] = ()):
         self.app = app
         self.hosts = hosts
         self.max_body = max_body
+        self.headers = headers_for(frame_ancestors)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -81,7 +95,7 @@ class SecurityMiddleware:
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 have = {k.lower() for k, _ in message.get("headers", [])}
-                message = {**message, "headers": [*message.get("headers", []), *((k, v) for k, v in HEADERS if k not in have)]}
+                message = {**message, "headers": [*message.get("headers", []), *((k, v) for k, v in self.headers if k not in have)]}
             await send(message)
 
         host = host_name(headers.get(b"host", b"").decode("latin-1"))

@@ -492,8 +492,16 @@ def evaluate_induction(run: Run, tokens: int = 20_000, progress: bool = True) ->
         "command": f"latentatlas attention induction --name {run.name}",
         "headline": {"icl_score": final, "phase_change_step": change, "prefix_matching": float(table[last, ind_head, col["prefix_matching"]]),
                      "copying": float(table[last, ind_head, col["copying"]]), "previous_token": float(table[0, prev_head, col["previous"]])},
-        "metrics": {"icl_score": {"value": final, "details": {"what": "loss on the span's second copy minus its first copy (nats per token), last tenth of training"}},
-                    "phase_change_step": {"value": change, "details": {"what": "first logged step whose ICL score is at most half its final value"}}},
+        "metrics": {"icl_score": {"value": final, "ci_low": None, "ci_high": None, "n": int(max(1, len(icl) // 10)),
+                                  "details": {"what": "loss on the span's second copy minus its first copy (nats per token), median of the last tenth of training"}},
+                    "phase_change_step": {"value": change, "ci_low": None, "ci_high": None, "n": None,
+                                          "details": {"what": "first logged step whose ICL score is at most half its final value"}},
+                    "previous_token_share": {"value": float(table[0, prev_head, col["previous"]]), "ci_low": None, "ci_high": None, "n": None,
+                                             "details": {"what": f"head 0.{prev_head}'s mean attention to the previous token"}},
+                    "prefix_matching": {"value": float(table[last, ind_head, col["prefix_matching"]]), "ci_low": None, "ci_high": None, "n": None,
+                                        "details": {"what": f"head {last}.{ind_head}'s prefix-matching score (Olsson et al. 2022)"}},
+                    "copying": {"value": float(table[last, ind_head, col["copying"]]), "ci_low": None, "ci_high": None, "n": None,
+                                "details": {"what": f"head {last}.{ind_head}'s copying score (OV-circuit eigenvalues)"}}},
         "induction": {"previous_token_head": [0, prev_head], "induction_head": [last, ind_head]},
         "notes": [f"head {last}.{ind_head} is the induction head (prefix matching {table[last, ind_head, col['prefix_matching']]:.2f}, "
                   f"copying {table[last, ind_head, col['copying']]:.2f}); head 0.{prev_head} the previous-token head "

@@ -4,6 +4,8 @@ import * as api from "../api.js";
 import * as state from "../state.js";
 import { section } from "../util.js";
 import * as views from "./views.js";
+import { FONT, PLOT_CONFIG } from "../metrics.js";
+import { headsOf } from "./data.js";
 
 export const KINDS = ["attention", "attn_only"];
 export const tabs = () => [["head", "Head view"], ["model", "Model view"], ["matrix", "Matrix"], ["neuron", "Neuron"], ["atlas", "Head atlas"], ["metrics", "Metrics"]];
@@ -86,3 +88,31 @@ export async function render(ctx, view) {
 }
 
 export const metricsSubject = (m) => (m.kind === "attn_only" ? "the induction-heads ground truth" : "");
+
+// The induction run's charts: the in-context-learning score over training with the step the induction
+// head forms (the phase change), and each head's previous-token share and prefix matching at the end.
+export async function charts(ctx, m, history, Plotly) {
+  if (m.kind !== "attn_only") return;
+  const rows = history.filter((r) => "icl" in r);
+  const change = m.headline ? m.headline.phase_change_step : null;
+  const line = (k, name, dash) => ({ type: "scatter", mode: "lines", name, x: rows.map((r) => r.step), y: rows.map((r) => r[k]), line: { dash } });
+  Plotly.newPlot("curves", [line("icl", "ICL score (repeat − first copy)"), line("loss_first", "loss on the first copy", "dot"), line("loss_repeat", "loss on the repeat", "dash")],
+    { title: { text: "in-context learning over training", font: { size: 13 } }, margin: { l: 50, r: 10, t: 36, b: 40 }, font: FONT,
+      xaxis: { title: { text: "step" } }, yaxis: { title: { text: "nats per token" }, zeroline: true }, legend: { orientation: "h", y: -0.25 },
+      shapes: change == null ? [] : [{ type: "line", x0: change, x1: change, yref: "paper", y0: 0, y1: 1, line: { color: "#d1495b", width: 1.5 } }],
+      annotations: change == null ? [] : [{ x: change, yref: "paper", y: 1, text: `induction head forms (step ${change.toLocaleString()})`, showarrow: false, xanchor: "left", font: { size: 11, color: "#d1495b" } }] },
+    PLOT_CONFIG);
+  const hs = await headsOf(ctx.run);
+  if (!hs) return;
+  const S = hs.stats.length, col = (n) => hs.stats.indexOf(n);
+  const names = [], prev = [], pm = [];
+  for (let l = 0; l < hs.layers; l++) for (let h = 0; h < hs.heads; h++) {
+    names.push(`${l}.${h}`);
+    prev.push(hs.data[(l * hs.heads + h) * S + col("previous")]);
+    pm.push(hs.data[(l * hs.heads + h) * S + col("prefix_matching")]);
+  }
+  Plotly.newPlot("kl-chart", [{ type: "bar", name: "share to the previous token", x: names, y: prev, marker: { color: "#2f6690" } },
+    { type: "bar", name: "prefix matching", x: names, y: pm, marker: { color: "#d1495b" } }],
+    { title: { text: "each head (layer.head) after training", font: { size: 13 } }, barmode: "group", yaxis: { range: [0, 1] },
+      margin: { l: 40, r: 10, t: 36, b: 30 }, font: FONT, legend: { orientation: "h", y: -0.2 } }, PLOT_CONFIG);
+}
