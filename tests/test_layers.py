@@ -22,17 +22,19 @@ RANK = {
     "data": 1, "analysis": 1,
     "models": 2, "figures": 2,
     "atlas": 3, "activations": 3, "schemas": 3,
-    "trainer": 4, "capture": 4,
+    "trainer": 4, "capture": 4, "tracing": 4,
     "labs": 5,
     "server": 6, "_cli": 6,
     "cli": 7,
 }
-# The two doors between the labs and the layers above them (see docs/architecture.md): a lab's routes.py
-# uses the server's leaf modules (error answer, encoders, cache, PNGs), and a lab's cli.py the shared
-# terminal helpers. server/app.py and cli.py, which import the labs, are never imported by a lab.
+# The doors between the labs and the layers above them (see docs/architecture.md): a lab's routes.py
+# uses the server's leaf modules (error answer, encoders, cache, PNGs), a lab's cli.py the shared
+# terminal helpers, and a lab's notebook.py the explorer served from a thread. server/app.py and cli.py, which import the labs, are never imported by a lab.
 DOORS = {
     "routes": {"latentatlas.server.http", "latentatlas.server.cache", "latentatlas.server.images"},
     "cli": {"latentatlas._cli"},
+    # a lab's notebook.py (la.<lab>) shows its views in a frame onto a server in a thread of the notebook
+    "notebook": {"latentatlas.server.background"},
 }
 # third-party packages that mean "HTTP" or "terminal", and where they may appear
 FRONT = {"fastapi": ("server", "routes"), "starlette": ("server", "routes"), "uvicorn": ("server",),
@@ -80,6 +82,12 @@ def _is_module(dotted: str) -> bool:
     return (SRC / rel).with_suffix(".py").is_file() or (SRC / rel / "__init__.py").is_file()
 
 
+def _part(dotted: str) -> str:
+    """A lab module's part: ``routes`` for ``routes.py`` and for a second router file such as ``graph_routes.py``."""
+    last = dotted.rsplit(".", 1)[-1]
+    return "routes" if last.endswith("_routes") else last
+
+
 def layer(dotted: str) -> str | None:
     parts = dotted.split(".")
     if parts[0] != "latentatlas":
@@ -112,7 +120,7 @@ def upward_imports(name: str, path: Path) -> list[str]:
             bad.append(f"line {line}: lab '{lab_of(name)}' imports lab '{lab_of(target)}' ({target})")
             continue
         if RANK[theirs] > RANK[mine]:
-            door = DOORS.get(name.rsplit(".", 1)[-1], set()) if lab_of(name) else set()
+            door = DOORS.get(_part(name), set()) if lab_of(name) else set()
             if target not in door:
                 bad.append(f"line {line}: {name} (layer {mine}) imports {target} (layer {theirs}, above it)")
     return bad
@@ -129,7 +137,7 @@ def test_only_the_front_layers_speak_http_or_terminal(name, path):
     mine = layer(name)
     kind = {"server": "server", "cli": "cli", "_cli": "_cli"}.get(mine)
     if lab_of(name):
-        last = name.rsplit(".", 1)[-1]
+        last = _part(name)
         kind = "routes" if last == "routes" else "labs-cli" if last == "cli" else None
     bad = [f"line {line}: {name} imports {target}" for target, line in imports_of(name, path)
            if target.split(".")[0] in FRONT and kind not in FRONT[target.split(".")[0]]]

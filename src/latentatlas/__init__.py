@@ -34,6 +34,8 @@ _LAZY = {
     "attention": ("latentatlas.labs.attention.notebook", None),
     "analysis": ("latentatlas.analysis", None),
     "figures": ("latentatlas.figures", None),
+    "trace": ("latentatlas.tracing", "trace"),
+    "graph": ("latentatlas.labs.attention.graph", "graph"),
 }
 
 

@@ -343,3 +343,78 @@ class HeadAtlasMeta(_Strict):
     created_at: StrictStr = Field("", max_length=64)
     model: StrictStr = Field("", max_length=500)
     model_config = ConfigDict(extra="forbid", strict=False)
+
+
+# -- runs/<run>/graph/graph.json (the module graph) ------------------------------------------------------------
+MAX_GRAPH_NODES = 200_000
+_Shape = Annotated[list[Annotated[StrictInt, Field(ge=0, le=1 << 40)]], Field(max_length=16)]
+_GraphText = Annotated[StrictStr, Field(max_length=1000)]
+
+
+class GraphNodeEntry(_Strict):
+    id: _GraphText
+    kind: Literal["module", "op", "input", "output"]
+    label: _GraphText
+    type: Annotated[StrictStr, Field(max_length=200)]
+    parent: _GraphText | None
+    params: StrictInt = Field(ge=0, le=1 << 50)
+    params_total: StrictInt = Field(ge=0, le=1 << 50)
+    shapes: list[_Shape] = Field(max_length=8)
+    dtypes: list[Annotated[StrictStr, Field(max_length=32)]] = Field(max_length=8)
+    in_shapes: list[_Shape] = Field(max_length=8)
+    stats: dict[Literal["mean", "std", "zeros", "norm"], float | None] | None
+    calls: StrictInt = Field(ge=0)
+
+
+class GraphFile(_Strict):
+    """``graph/graph.json``: a model's module tree and data flow, traced on one batch."""
+
+    format: Literal["latentatlas-graph"]
+    model: StrictStr = Field(max_length=500)
+    architecture: StrictStr = Field("", max_length=200)
+    spec: dict[str, Any]
+    method: StrictStr = Field(max_length=32)
+    tracer: Literal["hooks", "export"]
+    requested: Literal["hooks", "export"]
+    note: StrictStr | None = Field(None, max_length=2000)
+    capture_model: StrictStr | None = Field(None, max_length=4096)
+    created_at: StrictStr = Field("", max_length=64)
+    seconds: float = Field(0.0, ge=0)
+    inputs: dict[Annotated[StrictStr, Field(max_length=200)], _Shape] = Field(max_length=64)
+    nodes: list[GraphNodeEntry] = Field(min_length=1, max_length=MAX_GRAPH_NODES)
+    edges: list[Annotated[list[_GraphText], Field(min_length=2, max_length=2)]] = Field(max_length=4 * MAX_GRAPH_NODES)
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        ids = [n.id for n in self.nodes]
+        known = set(ids)
+        if len(known) != len(ids):
+            raise ValueError("two nodes share an id")
+        if "" not in known:
+            raise ValueError("it has no node for the model itself (id '')")
+        for n in self.nodes:
+            if (n.parent is None) != (n.id == ""):
+                raise ValueError(f"node '{n.id[:60]}' has parent {n.parent!r}; only the model itself has none")
+            if n.parent is not None and n.parent not in known:
+                raise ValueError(f"node '{n.id[:60]}' names parent '{n.parent[:60]}', which is not a node")
+            if n.kind != "module" and not n.id.startswith("."):
+                raise ValueError(f"node '{n.id[:60]}' is a {n.kind}, whose id must start with '.'")
+            if n.kind == "module" and n.id.startswith("."):
+                raise ValueError(f"module '{n.id[:60]}' has an id starting with '.', which no module name does")
+        for a, b in self.edges:
+            if a not in known or b not in known:
+                raise ValueError(f"edge {a[:60]!r} → {b[:60]!r} names a node that is not in the graph")
+        # parents form a tree: walking up from any node reaches the model itself
+        parent = {n.id: n.parent for n in self.nodes}
+        depth: dict[str, int] = {"": 0}
+        for start in ids:
+            chain, cur = [], start
+            while cur not in depth:
+                chain.append(cur)
+                cur = parent[cur]
+                if len(chain) > len(ids):
+                    raise ValueError(f"node '{start[:60]}''s parents go round in a loop")
+            for i, c in enumerate(reversed(chain)):
+                depth[c] = depth[cur] + i + 1
+        return self

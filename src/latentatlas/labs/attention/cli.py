@@ -117,3 +117,44 @@ def induction(
     console().print(f"trained [bold]{esc(run.name)}[/] in {result.seconds:.1f} s; phase change {change}; ICL score {h['icl_score']:.2f} nats")
     for note in report["notes"]:
         console().print(esc(note))
+
+
+@app.command()
+def graph(
+    model: str = typer.Argument(..., callback=nonempty, help="A run of any lab (its model), minilm, a transformers model folder or hub id, "
+                                                              "or a diffusers AutoencoderKL folder."),
+    tracer: str = typer.Option("hooks", "--tracer", help="hooks (module hooks + a TorchFunctionMode recorder; any model) or export "
+                                                          "(torch.export's op graph where the model exports; falls back to hooks)."),
+    text: Optional[str] = typer.Option(None, "--text", help="The example text for a language model (default: a short sentence)."),
+    expand: Optional[str] = typer.Option(None, "--expand", callback=nonempty, help="Comma-separated module names to show opened."),
+    atlas: Optional[str] = AtlasOpt,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    no_serve: bool = Flag(False, "--no-serve", help="Trace only; do not start the explorer."),
+    port: int = typer.Option(8765, "--port", min=1, max=65535, help="Port of the explorer."),
+) -> None:
+    """Trace a model into its module tree and data flow on one example batch, and open the module graph."""
+    from urllib.parse import quote
+
+    from ... import tracing
+    from ...atlas import Atlas
+    from . import graph as graph_job
+
+    if tracer not in tracing.TRACERS:
+        raise LatentAtlasError(f"--tracer '{tracer}' is not one of {', '.join(tracing.TRACERS)}")
+    the_atlas = Atlas(atlas)
+    subject, run = graph_job.resolve(model, the_atlas, device, text)
+    opened = [n.strip() for n in (expand or "").split(",") if n.strip()]
+    names = dict(subject.model.named_modules())
+    for name in opened:
+        if name not in names:
+            raise tracing.unknown_module(name, names, subject.label)
+    doc = graph_job.build(subject, run, tracer)
+    s = graph_job.summary(doc)
+    console().print(f"traced {esc(doc['model'])} ({esc(doc['architecture'])}, {doc['tracer']}, {doc['seconds']:.2f} s): "
+                    f"{s['modules']:,} modules, {s['ops']:,} ops, {s['edges']:,} edges, {s['parameters']:,} parameters "
+                    f"→ run [bold]{esc(run.name)}[/]")
+    if doc.get("note"):
+        console(stderr=True).print(f"[yellow]note:[/] {esc(doc['note'])}")
+    if not no_serve:
+        query = f"run={quote(run.name)}&view=graph" + (f"&gx={quote(','.join(opened))}" if opened else "")
+        open_explorer(the_atlas.root, query, port)

@@ -84,3 +84,8 @@ def heads(run: str, request: Request):
     r.headers["X-Stats"] = ",".join(meta["stats"])
     r.headers["X-Heads"] = f"{meta['n_layers']},{meta['n_heads']}"
     return r
+
+
+from . import graph_routes  # noqa: E402  (the module graph answers for runs of every lab)
+
+router.include_router(graph_routes.router)
