@@ -98,6 +98,7 @@ def induction(
     name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: induction, induction-2, …)."),
     steps: int = typer.Option(1600, "--steps", min=1, max=MAX_STEPS, help="Training steps (the phase change comes near 1,100)."),
     seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    positions: str = typer.Option("rotary", "--positions", help="rotary (RoPE: a previous-token head forms reliably) or learned (absolute embeddings)."),
     atlas: Optional[str] = AtlasOpt,
     resume: bool = Flag(False, "--resume", help="Continue run --name from its last checkpoint."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
@@ -108,7 +109,10 @@ def induction(
     from .jobs import train_induction
 
     try:
-        run, result, report = train_induction(atlas, name=name, steps=steps, seed=seed, resume=resume, device=device, progress=not quiet)
+        if positions not in ("rotary", "learned"):
+            raise LatentAtlasError(f"--positions '{positions}' is not one of rotary, learned")
+        run, result, report = train_induction(atlas, name=name, steps=steps, seed=seed, positions=positions, resume=resume, device=device,
+                                              progress=not quiet)
     except TrainingInterrupted as exc:
         raise LatentAtlasError(f"training interrupted at step {exc.step}; continue with `latentatlas attention induction --name "
                                f"{name or 'RUN'} --resume`") from None
