@@ -33,7 +33,10 @@ _LAZY = {
     "VAEExplorer": ("latentatlas.labs.vae.explore", "VAEExplorer"),
     "attention": ("latentatlas.labs.attention.notebook", None),
     "analysis": ("latentatlas.analysis", None),
+    "train_vit": ("latentatlas.labs.attention.vit", "train_vit"),
+    "ViTExplorer": ("latentatlas.labs.attention.vit", "ViTExplorer"),
     "figures": ("latentatlas.figures", None),
+    "ablate": ("latentatlas.labs.attention.ablate", "ablate"),
     "trace": ("latentatlas.tracing", "trace"),
     "graph": ("latentatlas.labs.attention.graph", "graph"),
 }

@@ -418,3 +418,83 @@ class GraphFile(_Strict):
             for i, c in enumerate(reversed(chain)):
                 depth[c] = depth[cur] + i + 1
         return self
+
+
+# -- runs/<run>/ablation/<id>.json (an ablation: per-module effects) --------------------------------------------
+_AblText = Annotated[StrictStr, Field(max_length=500)]
+
+
+class AblationEstimate(_Strict):
+    value: Number
+    ci_low: Number
+    ci_high: Number
+    n: StrictInt = Field(ge=0, le=1 << 20)
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class AblationRow(_Strict):
+    module: _AblText
+    type: Annotated[StrictStr, Field(max_length=200)]
+    metrics: dict[Annotated[StrictStr, Field(max_length=32)], AblationEstimate] = Field(max_length=16)
+
+
+class AblationMetric(_Strict):
+    key: Annotated[StrictStr, Field(pattern=r"^[a-z_]{1,32}$")]
+    label: Annotated[StrictStr, Field(max_length=200)]
+
+
+class AblationRefusal(_Strict):
+    module: _AblText
+    reason: Annotated[StrictStr, Field(max_length=2000)]
+
+
+class AblationPair(_Strict):
+    attention: _AblText
+    resnet: _AblText
+    metric: Annotated[StrictStr, Field(max_length=32)]
+    difference: AblationEstimate
+
+
+class AblationReport(_Strict):
+    """``ablation/<id>.json``: one ablation of many modules, each module's effect with its interval."""
+
+    id: StrictStr = Field(pattern=r"^[0-9a-f]{12}$")
+    created_at: StrictStr = Field("", max_length=64)
+    model: _AblText
+    family: Literal["autoencoder", "causal_lm", "encoder"]
+    mode: Literal["zero", "mean", "skip"]
+    items: Literal["images", "texts", "sequences"]
+    n: StrictInt = Field(ge=1, le=1 << 20)
+    primary: Annotated[StrictStr, Field(max_length=32)]
+    metrics: list[AblationMetric] = Field(min_length=1, max_length=16)
+    selection: Annotated[StrictStr, Field(max_length=200)]
+    rows: list[AblationRow] = Field(min_length=1, max_length=4096)
+    refused: list[AblationRefusal] = Field(max_length=4096)
+    pairs: list[AblationPair] = Field(max_length=64)
+    base: dict[Annotated[StrictStr, Field(max_length=32)], AblationEstimate] = Field(max_length=16)
+    data: dict[str, Any]
+    seed: StrictInt = Field(ge=0)
+    num_resamples: StrictInt = Field(ge=1, le=1 << 20)
+    seconds: float = Field(ge=0)
+    command: StrictStr = Field("", max_length=4096)
+    figure: Annotated[StrictStr, Field(pattern=r"^ablation-[0-9a-f]{12}\.png$")] | None = None
+    info: dict[str, Any] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        keys = [m.key for m in self.metrics]
+        if self.primary not in keys:
+            raise ValueError(f"its primary metric '{self.primary[:32]}' is not among its metrics")
+        for r in self.rows:
+            if not set(r.metrics) <= set(keys) or self.primary not in r.metrics:
+                raise ValueError(f"module '{r.module[:60]}' lists metrics other than the report's")
+        return self
+
+
+class ViTData(_Strict):
+    """The ``data`` section of a ``vit`` run's config.json: the built-in images and the held-out split."""
+
+    kind: Literal["digits", "sprites"]
+    test: StrictInt = Field(ge=1, le=100_000)
+    split_seed: StrictInt = Field(0, ge=0, le=MAX_SEED)

@@ -92,6 +92,9 @@ def nearest_names(name: str, names: Iterable[str], n: int = 5) -> list[str]:
     near = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
     tail = name.rsplit(".", 1)[-1]
     near += [x for x in names if x.endswith(tail) and x not in near]
+    if len(near) < n:  # a far-off guess still gets pointed somewhere
+        rest = sorted((difflib.SequenceMatcher(None, name, m).ratio(), m) for m in names if m not in near)
+        near += [m for _, m in reversed(rest[-(n - len(near)):])]
     return near[:n]
 
 

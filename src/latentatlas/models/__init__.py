@@ -6,5 +6,6 @@ from .sae import SAE, SAEConfig
 from .toylm import AttnOnlyConfig, AttnOnlyTransformer
 from .vae import FAMILY as VAE_KINDS
 from .vae import VAE, VAEConfig
+from .vit import ViT, ViTConfig
 
-__all__ = ["AttnOnlyConfig", "AttnOnlyTransformer", "SAE", "SAEConfig", "VAE", "VAEConfig", "VAE_KINDS", "build", "config_from_dict", "kinds", "load_model", "lookup", "read_config", "register", "save_model"]
+__all__ = ["AttnOnlyConfig", "AttnOnlyTransformer", "SAE", "SAEConfig", "VAE", "VAEConfig", "VAE_KINDS", "ViT", "ViTConfig", "build", "config_from_dict", "kinds", "load_model", "lookup", "read_config", "register", "save_model"]

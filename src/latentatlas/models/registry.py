@@ -19,11 +19,19 @@ def register(*kinds: str, config: type) -> Callable[[type], type]:
     return deco
 
 
+# kinds whose module imports a heavy library (diffusers): registered on first lookup, not at import
+_LAZY_KINDS = {"sd_vae": "latentatlas.models.sd_vae"}
+
+
 def kinds() -> list[str]:
-    return sorted(_KINDS)
+    return sorted({*_KINDS, *_LAZY_KINDS})
 
 
 def lookup(kind: str) -> tuple[type, type]:
+    if kind not in _KINDS and kind in _LAZY_KINDS:
+        import importlib
+
+        importlib.import_module(_LAZY_KINDS[kind])
     if kind not in _KINDS:
         raise LatentAtlasError(f"unknown model kind '{kind}'; expected one of: {', '.join(kinds())}")
     return _KINDS[kind]

@@ -162,3 +162,120 @@ def graph(
     if not no_serve:
         query = f"run={quote(run.name)}&view=graph" + (f"&gx={quote(','.join(opened))}" if opened else "")
         open_explorer(the_atlas.root, query, port)
+
+
+@app.command()
+def ablate(
+    model: str = typer.Argument(..., callback=nonempty, help="sdvae (the SD-style VAE, trained here on first use), a run (VAE, SD-VAE, attention), "
+                                                             "an AutoencoderKL folder, minilm, a transformers model folder or a hub id."),
+    module: Optional[list[str]] = typer.Option(None, "--module", help="A module to ablate, by dotted name (repeatable)."),
+    sweep: bool = Flag(False, "--sweep", help="Ablate every block-level module in turn (the default without --module)."),
+    depth: int = typer.Option(1, "--depth", min=1, max=8, help="Sweep depth: 1 = the entries of the first module lists (blocks); 2 adds the blocks inside those."),
+    mode: str = typer.Option("skip", "--mode", help="zero, mean (over the batch) or skip (the module's input passed through)."),
+    text: Optional[list[str]] = typer.Option(None, "--text", help="A text to measure on (repeatable; default: --n documents of --corpus)."),
+    corpus: str = typer.Option("builtin", "--corpus", callback=nonempty, help="Texts for a language model or encoder: builtin, a .txt/.md file or folder, or .jsonl."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, max=4096, help="Images (default 32) or texts (default 16) to measure on."),
+    data: Optional[str] = typer.Option(None, "--data", callback=nonempty, help="Images for an autoencoder (default: the run's own data; sprites for an AutoencoderKL folder)."),
+    max_length: int = typer.Option(64, "--max-length", min=2, max=1 << 16, help="Tokens per text at most."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED, help="Which images or sequences are drawn, and the bootstrap's resamples."),
+    resamples: int = typer.Option(200, "--resamples", min=10, max=100_000, help="Bootstrap resamples for each 95% interval."),
+    steps: int = typer.Option(400, "--steps", min=1, max=MAX_STEPS, help="Training steps of the built-in sdvae (first use only)."),
+    atlas: Optional[str] = AtlasOpt,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    json_out: bool = Flag(False, "--json", help="Print the report as JSON instead of a table."),
+    quiet: bool = Flag(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Ablate modules (zero, mean or skip) and measure how far the output moves, with 95% bootstrap intervals, sorted by effect."""
+    import json
+
+    from rich.table import Table
+
+    from ..._cli import command_line
+    from ...atlas import Atlas
+    from ...trainer import TrainingInterrupted, check_device
+    from .ablate import ablate as ablate_job
+    from .ablate import make_batch, resolve
+
+    check_device(device)
+    if module and sweep:
+        raise LatentAtlasError("give --module NAME (repeatable) or --sweep, not both")
+    try:
+        target = resolve(model, Atlas(atlas), device, train={"steps": steps}, progress=not quiet)
+    except TrainingInterrupted as exc:
+        raise LatentAtlasError(f"training interrupted at step {exc.step}; run the same command again to continue it") from None
+    batch = make_batch(target, n=n, texts=text, corpus=corpus, data=data, max_length=max_length, seed=seed)
+    with target.run.lock():
+        report = ablate_job(target, list(module) if module else "sweep", mode, batch, depth=depth, seed=seed, num_resamples=resamples,
+                            command=command_line(), progress=not quiet and not json_out)
+    if json_out:
+        from ..._io import to_plain
+
+        print(json.dumps(to_plain(report, nonfinite_as_none=True), indent=1))
+        return
+    labels = {m["key"]: m["label"] for m in report["metrics"]}
+    keys = [m["key"] for m in report["metrics"]]
+
+    def cell(e: dict | None) -> str:
+        if not e or e.get("value") is None:
+            return "–"
+        ci = f" [{e['ci_low']:.3g}, {e['ci_high']:.3g}]" if e.get("ci_low") is not None and e.get("ci_high") is not None else ""
+        return f"{e['value']:.3g}{ci}"
+
+    table = Table(title=f"{report['mode']} ablation of {esc(report['model'])} on {report['n']} {report['items']}, sorted by "
+                        f"{esc(labels[report['primary']])} (95% bootstrap intervals) → run {esc(target.run.name)}", title_justify="left")
+    table.add_column("module")
+    table.add_column("type")
+    for k in keys:
+        table.add_column(esc(labels[k]), justify="right")
+    for r in report["rows"]:
+        table.add_row(esc(r["module"]), esc(r["type"]), *(cell(r["metrics"].get(k)) for k in keys))
+    out = console()
+    out.print(table)
+    for k, e in report["base"].items():
+        out.print(f"unablated {esc(labels.get(k, k))}: {cell(e)}")
+    for p in report["pairs"]:
+        rows = {r["module"]: r for r in report["rows"]}
+        a, b = rows[p["attention"]]["metrics"][p["metric"]], rows[p["resnet"]]["metrics"][p["metric"]]
+        out.print(f"[bold]{report['mode']} {esc(p['attention'])}[/]: {esc(labels[p['metric']])} {cell(a)}  beside  "
+                  f"[bold]{esc(p['resnet'])}[/]: {cell(b)};  difference {cell(p['difference'])}")
+    for r in report["refused"]:
+        out.print(f"[yellow]not ablated:[/] {esc(r['reason'])}")
+    if report["figure"]:
+        out.print(f"figure: {esc(target.run.figures_dir / report['figure'])}  (ablation {report['id']}, {report['seconds']:.1f} s)")
+
+
+@app.command()
+def vit(
+    data: str = typer.Option("digits", "--data", help="digits (scikit-learn's 8×8 digits) or sprites (the sprites' shape is the class)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, max=MAX_STEPS, help="Training steps (default 3,000 for digits, 1,500 for sprites)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: vit-digits, vit-sprites, …)."),
+    resume: bool = Flag(False, "--resume", help="Continue run --name from its last checkpoint."),
+    model: Optional[str] = typer.Option(None, "--model", callback=nonempty,
+                                        help="A transformers ViT folder to look at on --data's test images, instead of training one."),
+    atlas: Optional[str] = AtlasOpt,
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    quiet: bool = Flag(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a small ViT on digits or sprites (about a minute on a CPU) and evaluate it on a held-out split; or, with --model, record a transformers ViT folder as a run."""
+    from ..._cli import command_line
+    from ...trainer import TrainingInterrupted
+    from .vit import DATASETS, register_vit, train_vit
+
+    if data not in DATASETS:
+        raise LatentAtlasError(f"--data '{data}' is not a dataset the ViT lab uses; expected one of {', '.join(DATASETS)}")
+    if model is not None:
+        if resume or steps is not None:
+            raise LatentAtlasError("--model looks at a trained transformers ViT; --steps and --resume are for training one here")
+        run = register_vit(atlas, model, data=data, name=name)
+        console().print(f"recorded ViT folder {esc(model)} as run [bold]{esc(run.name)}[/]; open it with `latentatlas serve` (run {esc(run.name)})")
+        return
+    try:
+        run, result, report = train_vit(atlas, data=data, steps=steps, seed=seed, name=name, resume=resume, device=device,
+                                         progress=not quiet, command=command_line())
+    except TrainingInterrupted as exc:
+        raise LatentAtlasError(f"training interrupted at step {exc.step}; continue with `latentatlas attention vit --name "
+                               f"{name or 'RUN'} --resume`") from None
+    acc = report["metrics"]["test_accuracy"]
+    console().print(f"trained [bold]{esc(run.name)}[/] in {report['headline']['train_seconds']:.1f} s; test accuracy {acc['value']:.2%} "
+                    f"(95% Wilson interval {acc['ci_low']:.2%}–{acc['ci_high']:.2%}, {acc['n']:,} held-out images)")

@@ -89,3 +89,11 @@ def heads(run: str, request: Request):
 from . import graph_routes  # noqa: E402  (the module graph answers for runs of every lab)
 
 router.include_router(graph_routes.router)
+
+from . import ablate_routes  # noqa: E402  (ablations answer for runs of every lab)
+
+router.include_router(ablate_routes.router)
+
+from . import vit_routes  # noqa: E402  (the ViT views)
+
+router.include_router(vit_routes.router)

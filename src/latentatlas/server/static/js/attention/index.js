@@ -4,13 +4,20 @@ import * as api from "../api.js";
 import * as state from "../state.js";
 import { section } from "../util.js";
 import * as views from "./views.js";
+import { ablationView } from "./ablate.js";
 import { FONT, PLOT_CONFIG } from "../metrics.js";
 import { headsOf } from "./data.js";
+import * as vit from "./vit.js";
 
-export const KINDS = ["attention", "attn_only"];
-export const tabs = () => [["head", "Head view"], ["model", "Model view"], ["matrix", "Matrix"], ["neuron", "Neuron"], ["atlas", "Head atlas"], ["metrics", "Metrics"]];
+// "sd_vae" (the SD-style VAE trained here) and "diffusers_vae" (a user's AutoencoderKL) have no attention samples, only ablations
+const VAES = ["sd_vae", "diffusers_vae"];
+export const KINDS = ["attention", "attn_only", ...VAES, "vit"];
+export const tabs = (kind) => (kind === "vit" ? vit.TABS : VAES.includes(kind) ? [["ablation", "Ablation"], ["metrics", "Metrics"]]
+  : [["head", "Head view"], ["model", "Model view"], ["matrix", "Matrix"], ["neuron", "Neuron"], ["atlas", "Head atlas"], ["ablation", "Ablation"], ["metrics", "Metrics"]]);
 
 export async function load(ctx) {
+  if (ctx.kind === "vit") { ctx.att = null; await vit.load(ctx); return; }
+  if (VAES.includes(ctx.kind)) { ctx.att = null; return; }
   ctx.att = await api.json(`${api.runPath(ctx.run)}/attention`);
 }
 
@@ -60,12 +67,18 @@ function sampleBar(ctx, current) {
 }
 
 export async function render(ctx, view) {
+  if (ctx.kind === "vit") { await vit.render(ctx, view); return; }
   const root = section("attention-view", "full", `<div id="att-bar"></div><div id="att-body"></div>`);
   root.hidden = false;
   const bar = root.querySelector("#att-bar"), body = root.querySelector("#att-body");
   if (view === "atlas") {
     bar.replaceChildren();
     await views.atlasView(ctx, body);
+    return;
+  }
+  if (view === "ablation") {
+    bar.replaceChildren();
+    await ablationView(ctx, body);
     return;
   }
   const id = state.get("sample") || (ctx.att.samples[0] && ctx.att.samples[0].id);
@@ -92,13 +105,22 @@ export const metricsSubject = (m) => (m.kind === "attn_only" ? "the induction-he
 // The induction run's charts: the in-context-learning score over training with the step the induction
 // head forms (the phase change), and each head's previous-token share and prefix matching at the end.
 export async function charts(ctx, m, history, Plotly) {
+  if (m.kind === "vit") { await vit.charts(ctx, m, history, Plotly); return; }
+  if (m.kind === "sd_vae") {  // the SD-style VAE's training: reconstruction error and the posterior's KL
+    const curve = (id, k, title, ytitle, type) => Plotly.newPlot(id, [{ type: "scatter", mode: history.length > 1 ? "lines" : "markers", x: history.map((r) => r.step), y: history.map((r) => r[k]) }],
+      { title: { text: title, font: { size: 13 } }, margin: { l: 60, r: 10, t: 36, b: 40 }, font: FONT, xaxis: { title: { text: "step" } },
+        yaxis: { title: { text: ytitle }, type } }, PLOT_CONFIG);
+    curve("kl-chart", "kl", "posterior KL to N(0, I) over training", "nats per image", "linear");
+    curve("curves", "mse", "reconstruction error over training", "MSE (pixels in [0, 1])", "log");
+    return;
+  }
   if (m.kind !== "attn_only") return;
   const rows = history.filter((r) => "icl" in r);
   const change = m.headline ? m.headline.phase_change_step : null;
   const line = (k, name, dash) => ({ type: "scatter", mode: "lines", name, x: rows.map((r) => r.step), y: rows.map((r) => r[k]), line: { dash } });
   Plotly.newPlot("curves", [line("icl", "ICL score (repeat − first copy)"), line("loss_first", "loss on the first copy", "dot"), line("loss_repeat", "loss on the repeat", "dash")],
-    { title: { text: "in-context learning over training", font: { size: 13 } }, margin: { l: 50, r: 10, t: 36, b: 40 }, font: FONT,
-      xaxis: { title: { text: "step" } }, yaxis: { title: { text: "nats per token" }, zeroline: true }, legend: { orientation: "h", y: -0.25 },
+    { title: { text: "in-context learning over training (step)", font: { size: 13 } }, margin: { l: 50, r: 10, t: 36, b: 30 }, font: FONT,
+      yaxis: { title: { text: "nats per token" }, zeroline: true }, legend: { orientation: "h", y: -0.15 },
       shapes: change == null ? [] : [{ type: "line", x0: change, x1: change, yref: "paper", y0: 0, y1: 1, line: { color: "#d1495b", width: 1.5 } }],
       annotations: change == null ? [] : [{ x: change, yref: "paper", y: 1, text: `induction head forms (step ${change.toLocaleString()})`, showarrow: false, xanchor: "left", font: { size: 11, color: "#d1495b" } }] },
     PLOT_CONFIG);
@@ -113,6 +135,6 @@ export async function charts(ctx, m, history, Plotly) {
   }
   Plotly.newPlot("kl-chart", [{ type: "bar", name: "share to the previous token", x: names, y: prev, marker: { color: "#2f6690" } },
     { type: "bar", name: "prefix matching", x: names, y: pm, marker: { color: "#d1495b" } }],
-    { title: { text: "each head (layer.head) after training", font: { size: 13 } }, barmode: "group", yaxis: { range: [0, 1] },
+    { title: { text: "each head (layer.head) after training", font: { size: 13 } }, barmode: "group", yaxis: { range: [0, 1] }, xaxis: { type: "category" },
       margin: { l: 40, r: 10, t: 36, b: 30 }, font: FONT, legend: { orientation: "h", y: -0.2 } }, PLOT_CONFIG);
 }
