@@ -424,6 +424,20 @@ INDUCTION_DEFAULTS = dict(vocab=20, d_model=64, n_heads=4, n_layers=2, ctx=64, s
                           positions="rotary")
 
 
+def fit_new_run(atlas: Atlas, config: dict[str, Any], model: torch.nn.Module, data, train_cfg: TrainConfig, *,
+                progress: bool = True, on_step=None) -> tuple[Run, TrainResult]:
+    """Create run ``config["name"]`` and train it; a run that fails before its first checkpoint leaves no folder."""
+    run = atlas.create_run(config["name"], config)
+    try:
+        with run.lock():
+            result = fit(model, data, run, train_cfg, resume=False, progress=progress, on_step=on_step)
+    except BaseException:
+        if not (run.has_checkpoint or run.has_model):
+            atlas.delete_run(run.name)
+        raise
+    return run, result
+
+
 def train_induction(atlas: Atlas | str | None = None, *, name: str | None = None, steps: int = INDUCTION_DEFAULTS["steps"],
                     batch_size: int = INDUCTION_DEFAULTS["batch_size"], lr: float = INDUCTION_DEFAULTS["lr"], seed: int = 0,
                     vocab: int = 20, d_model: int = 64, n_heads: int = 4, n_layers: int = 2, ctx: int = 64,
@@ -462,15 +476,9 @@ def train_induction(atlas: Atlas | str | None = None, *, name: str | None = None
         torch.manual_seed(seed)
         model = build(model_cfg)
         name = name or atlas.unique_run_name("induction")
-        run = atlas.create_run(name, {"name": name, "kind": TOY_KIND, "model": config_to_dict(model_cfg), "train": train_cfg.to_dict(),
-                                      "data": data.spec, "versions": versions(), "created_at": now_iso(), "origin": "induction"})
-        try:
-            with run.lock():
-                result = fit(model, data, run, train_cfg, resume=False, progress=progress, on_step=on_step)
-        except BaseException:
-            if not (run.has_checkpoint or run.has_model):
-                atlas.delete_run(name)
-            raise
+        run, result = fit_new_run(atlas, {"name": name, "kind": TOY_KIND, "model": config_to_dict(model_cfg), "train": train_cfg.to_dict(),
+                                          "data": data.spec, "versions": versions(), "created_at": now_iso(), "origin": "induction"},
+                                  model, data, train_cfg, progress=progress, on_step=on_step)
     report = evaluate_induction(run, tokens=heads_tokens, progress=progress)
     return run, result, report
 

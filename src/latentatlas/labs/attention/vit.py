@@ -31,6 +31,7 @@ from ...atlas import Atlas, Run, now_iso
 from ...errors import LatentAtlasError
 from ...models.io import config_to_dict
 from ...trainer import TrainConfig, TrainResult, fit, resolve_device
+from .jobs import fit_new_run, versions
 
 VIT_KIND = "vit"
 DATASETS = ("digits", "sprites")
@@ -119,14 +120,6 @@ def images_of(run: Run) -> Images:
 
 # -- training and evaluation ---------------------------------------------------------------------------
 
-def versions() -> dict[str, str]:
-    import platform
-
-    from ... import __version__
-
-    return {"latentatlas": __version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
 def train_vit(atlas: Atlas | str | None = None, *, data: str = "digits", steps: int | None = None, seed: int = 0,
               name: str | None = None, resume: bool = False, device: str = "auto", batch_size: int | None = None,
               lr: float | None = None, log_every: int = 50, checkpoint_every: int = 500, progress: bool = True,
@@ -169,15 +162,9 @@ def train_vit(atlas: Atlas | str | None = None, *, data: str = "digits", steps: 
         torch.manual_seed(seed)
         model = build(model_cfg)
         name = name or atlas.unique_run_name(f"vit-{data}")
-        run = atlas.create_run(name, {"name": name, "kind": VIT_KIND, "model": config_to_dict(model_cfg), "train": train_cfg.to_dict(),
-                                      "data": images.spec, "versions": versions(), "created_at": now_iso(), "origin": "trained"})
-        try:
-            with run.lock():
-                result = fit(model, images, run, train_cfg, resume=False, progress=progress, on_step=on_step)
-        except BaseException:
-            if not (run.has_checkpoint or run.has_model):
-                atlas.delete_run(name)
-            raise
+        run, result = fit_new_run(atlas, {"name": name, "kind": VIT_KIND, "model": config_to_dict(model_cfg), "train": train_cfg.to_dict(),
+                                          "data": images.spec, "versions": versions(), "created_at": now_iso(), "origin": "trained"},
+                                  model, images, train_cfg, progress=progress, on_step=on_step)
     seconds = _training_seconds(run, result)
     report = evaluate_vit(run, train_seconds=seconds, command=command or f"latentatlas attention vit --data {images.name} --name {run.name}")
     return run, result, report

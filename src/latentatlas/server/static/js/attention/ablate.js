@@ -4,22 +4,13 @@
 import * as api from "../api.js";
 import * as state from "../state.js";
 import { fmt } from "../util.js";
+import { canvas, el } from "./dom.js";
 
-const el = (tag, props = {}, ...kids) => { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; };
 const FONT = "12px system-ui, sans-serif";
 const ROW = 22;
 // metrics that fall as the ablation does more: sorted ascending, so the largest effect is still on top
 const FALLS = new Set(["psnr", "psnr_input", "cosine", "d_psnr_input"]);
 const isAttention = (name) => /attention|attn/.test(name);
-
-function canvas(parent, w, h, id) {
-  const c = el("canvas", { id });
-  const dpr = window.devicePixelRatio || 1;
-  c.width = w * dpr; c.height = h * dpr; c.style.width = `${w}px`; c.style.height = `${h}px`;
-  c.getContext("2d").setTransform(dpr, 0, 0, dpr, 0, 0);
-  parent.append(c);
-  return c;
-}
 
 const interval = (e) => (e && e.value !== null ? `${fmt(e.value)} [${fmt(e.ci_low)}, ${fmt(e.ci_high)}]` : "–");
 

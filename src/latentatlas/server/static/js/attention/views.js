@@ -6,24 +6,15 @@ import * as api from "../api.js";
 import * as state from "../state.js";
 import { fmt } from "../util.js";
 import { HEAD_COLOURS, headColour, headsOf, heat, neuronOf, thumbsOf, windowOf } from "./data.js";
+import { canvas, el } from "./dom.js";
 
 const ROW = 18; // head view: pixels per token row
 const FONT = "12px ui-monospace, SFMono-Regular, Menlo, monospace";
-const el = (tag, props = {}, ...kids) => { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; };
 const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
 // a token as a reader sees it: byte-level BPE's and SentencePiece's space and newline marks made visible,
 // control characters as dots
 const MARKS = { "Ġ": "␣", "▁": "␣", "Ċ": "↵", "ĉ": "⇥" };
 const shown = (t) => String(t).replace(/[ĠĊĉ▁]/g, (c) => MARKS[c]).replace(/[\u0000-\u001f]/g, "·");
-
-function canvas(parent, w, h, id) {
-  const c = el("canvas", { id });
-  const dpr = window.devicePixelRatio || 1;
-  c.width = w * dpr; c.height = h * dpr; c.style.width = `${w}px`; c.style.height = `${h}px`;
-  c.getContext("2d").setTransform(dpr, 0, 0, dpr, 0, 0);
-  parent.append(c);
-  return c;
-}
 
 // A (rows × cols) block of `data` from `off` as an offscreen canvas, scaled to the block's maximum or, with
 // `rows`, each row to its own maximum: far into a long text a query's weights are ~1/position, so one scale

@@ -10,7 +10,7 @@ import { section } from "../util.js";
 
 export const TABS = [["vit", "ViT attention"], ["vit-embed", "Embeddings"], ["metrics", "Metrics"]];
 const FONT = "12px ui-sans-serif, system-ui, sans-serif";
-const el = (tag, props = {}, ...kids) => { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; };
+import { el } from "./dom.js";
 const clamp = (v, lo, hi) => Math.max(lo, Math.min(hi, v));
 
 export async function load(ctx) {
