@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from latentatlas.analysis.attention import STAT_NAMES
+from latentatlas.atlas import Atlas
 from latentatlas.labs.attention import jobs
 
 pytestmark = pytest.mark.slow
@@ -33,5 +34,8 @@ def test_induction_head_forms_and_the_atlas_finds_it(tmp_path):
     assert layer == 0 and prev[ph] == prev.max() and prev[ph] > 0.5
     assert prev[ph] > 1.5 * np.sort(prev)[-2]  # singled out, not one of several alike
     assert table[1, :, col["previous"]].max() < prev[ph]
+    # the built-in name resolves to the trained run (trained into it on first use)
+    subject, again = jobs.resolve("induction", Atlas(tmp_path / "atlas"))
+    assert again.name == run.name and subject.tokenizer is None and subject.n_layers == 2
     hist = run.read_history()
     assert any(r["icl"] > -0.2 for r in hist[:10])  # before the phase change there is no in-context learning

@@ -14,7 +14,7 @@ from ...limits import MAX_SEED, MAX_STEPS
 app = typer.Typer(help="Attention and model internals: head, model, matrix and neuron views, the head atlas, induction heads.",
                   no_args_is_help=True)
 
-ModelArg = typer.Argument(..., callback=nonempty, help="minilm (built in), a transformers model folder, a hub id, or a run of this lab.")
+ModelArg = typer.Argument(..., callback=nonempty, help="minilm (built in), induction (the built-in induction-heads model, trained on first use), a transformers model folder, a hub id, or a run of this lab.")
 
 
 def _text(text: Optional[str], text_file: Optional[str]) -> str:
@@ -47,7 +47,7 @@ def show(
 
     the_atlas = Atlas(atlas)
     body = _text(text, text_file)
-    subject, run = resolve(model, the_atlas, device)
+    subject, run = resolve(model, the_atlas, device, progress=True)
     with run.lock():
         meta = show_job(subject, run, body)
     console().print(f"captured {meta['n_tokens']:,} tokens × {meta['n_layers']} layers × {meta['n_heads']} heads of {esc(meta['model'])} "
@@ -77,7 +77,7 @@ def heads(
     from .jobs import heads as heads_job
     from .jobs import resolve
 
-    subject, run = resolve(model, Atlas(atlas), device)
+    subject, run = resolve(model, Atlas(atlas), device, progress=not quiet)
     with run.lock():
         got = heads_job(subject, run, corpus=None if subject.tokenizer is None else corpus, tokens=tokens, batch_size=batch_size,
                         max_length=max_length, progress=not quiet)

@@ -134,13 +134,20 @@ def _transformers_subject(spec: str | dict[str, Any], device: str, offline: bool
                    str(label), dict(tf.spec), layers, heads)
 
 
-def resolve(model: str, atlas: Atlas, device: str = "cpu") -> tuple[Subject, Run]:
-    """``model`` as given on the command line: a run of this lab in the atlas, else a transformers model
-    (which gets, or reuses, a run of kind ``attention`` that names it)."""
+BUILTIN_INDUCTION = "induction"
+
+
+def resolve(model: str, atlas: Atlas, device: str = "cpu", progress: bool = False) -> tuple[Subject, Run]:
+    """``model`` as given on the command line: a run of this lab in the atlas; ``induction``, the built-in
+    induction-heads model (trained into run ``induction`` on first use); else a transformers model (which
+    gets, or reuses, a run of kind ``attention`` that names it)."""
     from ...atlas import is_name
 
     if is_name(model) and atlas.has_run(model):
         run = atlas.run(model)
+        return subject_of_run(run, device), run
+    if model == BUILTIN_INDUCTION:  # the built-in ground truth: trained here on first use (about a minute)
+        run, _, _ = train_induction(atlas, name=BUILTIN_INDUCTION, progress=progress)
         return subject_of_run(run, device), run
     subject = _transformers_subject(model, device)
     for name in atlas.run_names():
