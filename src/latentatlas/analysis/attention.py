@@ -37,12 +37,15 @@ class HeadStats:
         b, h, t, s = p.shape
         q = torch.ones(b, t, dtype=torch.bool, device=p.device) if valid is None else valid[:, :t].bool().to(p.device)
         w = q.to(p.dtype)[:, None, :]  # (b, 1, t): which queries count
-        plogp = torch.where(p > 0, p * torch.log(p.clamp_min(1e-30)), torch.zeros((), dtype=p.dtype, device=p.device))
-        entropy = -(plogp.sum(-1) * w).sum((0, 2))
+        # one pass each over the (b, h, t, s) probabilities, no temporaries of that size beyond entr's (the head
+        # atlas's cost over a bare forward is mostly this function: bench/head_atlas_overhead.py)
+        entropy = (torch.special.entr(p).sum(-1) * w).sum((0, 2))  # entr: −p log p, 0 at p = 0
         pos_q = torch.arange(t, device=p.device, dtype=p.dtype)[:, None]
         pos_k = torch.arange(s, device=p.device, dtype=p.dtype)[None, :]
         offset = s - t  # keys before the first query (a cache); 0 here
-        dist = (p * (pos_q + offset - pos_k).abs()).sum(-1)
+        dmat = (pos_q + offset - pos_k).abs()  # (t, s): |i − j|
+        # Σ_j p_ij |i − j| for every row: a batched matrix–vector product over the query axis
+        dist = torch.bmm(p.reshape(b * h, t, s).transpose(0, 1), dmat[:, :, None]).reshape(t, b, h).permute(1, 2, 0)
         distance = (dist * w).sum((0, 2))
         first = (p[..., 0] * w).sum((0, 2))
         diag = torch.diagonal(p[..., offset:offset + t], dim1=-2, dim2=-1)
