@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -98,12 +94,6 @@ def atlas_root(tmp_path_factory, bars):
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(atlas_root):
     """The explorer served by uvicorn in a daemon thread; yields its base URL (no trailing slash)."""
@@ -138,27 +128,10 @@ def sae_server(sae_atlas_root):
 
 
 def _serve(root):
-    import uvicorn
-
     from latentatlas.server.app import create_app
+    from latentatlas.server.background import run_in_thread
 
-    atlas_root = root
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(atlas_root), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/api/runs", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the explorer did not answer on {base}/api/runs")
-        time.sleep(0.05)
+    base, srv, thread = run_in_thread(create_app(root))
     yield base
     srv.should_exit = True
     thread.join(timeout=5)
