@@ -230,3 +230,27 @@ def test_builtin_minilm_capture(tmp_path):
     store = capture_store("minilm", 3, "builtin", tokens=256, name="m", atlas=tmp_path, progress=False)
     assert store.d == 384 and store.index["layer"] == "encoder.layer.3" and store.index["model"] == {"name": "minilm"}
     assert store.n_tokens == 256 and store.index["norm"]["median"] > 0
+
+
+def test_length_batches_pad_each_batch_to_its_own_longest_and_keep_every_text(tiny):
+    from latentatlas.capture import length_batches
+
+    tf = load_transformer(tiny["bert"])
+    words = "the cat sat on a mat and then it ran far away from every dog in town".split()
+    texts = [" ".join(words[: 1 + (7 * i) % len(words)]) for i in range(23)]
+    want = [len(tf.tokenizer(t, truncation=True, max_length=12)["input_ids"]) for t in texts]
+    seen, widths = [], []
+    batches = list(length_batches(tf.tokenizer, iter(texts), batch_size=4, max_length=12, pool=3))
+    for inputs, valid in batches:
+        lengths = valid.sum(1).tolist()
+        assert inputs["input_ids"].shape[1] == max(lengths)  # padded to the batch's own longest, no further
+        assert lengths == sorted(lengths)
+        for row, n in zip(inputs["input_ids"], lengths):
+            seen.append(tf.tokenizer.decode(row[:n], skip_special_tokens=True))
+        widths.append(max(lengths))
+    assert sorted(seen) == sorted(tf.tokenizer.decode(tf.tokenizer(t, truncation=True, max_length=12)["input_ids"], skip_special_tokens=True) for t in texts)
+    assert sum(v.sum().item() for _, v in batches) == sum(want)
+    # pools of 3 batches (12 texts): sorted inside a pool, so a pool's widths never fall
+    assert widths[:3] == sorted(widths[:3]) and widths[3:6] == sorted(widths[3:6])
+    again = [b[0]["input_ids"].tolist() for b in length_batches(tf.tokenizer, iter(texts), 4, 12, pool=3)]
+    assert again == [b[0]["input_ids"].tolist() for b in batches]

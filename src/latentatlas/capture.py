@@ -85,6 +85,27 @@ def tokenize(tokenizer, texts: list[str], max_length: int, prepend_bos: bool = F
     return dict(enc), enc["attention_mask"].bool() & ~special
 
 
+def length_batches(tokenizer, texts: Iterator[str], batch_size: int, max_length: int,
+                   pool: int = 32) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """Batches of ``batch_size`` texts, each padded only to its own longest text: the texts are read
+    ``pool`` batches at a time, tokenized once, sorted by token count inside the pool and cut into batches
+    (length bucketing, as transformers' ``group_by_length``). Which texts are read, and in which pools, does
+    not depend on the model; the order is deterministic. Yields (inputs, valid): the tokenizer's tensors
+    and its attention mask as booleans."""
+    texts = iter(texts)
+    while True:
+        chunk = [t for _, t in zip(range(batch_size * pool), texts)]
+        if not chunk:
+            return
+        enc = tokenizer(chunk, truncation=True, max_length=max_length)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        order = sorted(range(len(chunk)), key=lambda i: (len(enc["input_ids"][i]), i))
+        for s in range(0, len(order), batch_size):
+            rows = [{k: enc[k][i] for k in keys} for i in order[s:s + batch_size]]
+            batch = tokenizer.pad(rows, padding=True, return_tensors="pt")
+            yield {k: batch[k] for k in keys}, batch["attention_mask"].bool()
+
+
 def capture(
     model: torch.nn.Module,
     tokenizer: Any,

@@ -323,16 +323,13 @@ def heads(subject: Subject, run: Run, *, corpus: str | dict | None = "builtin", 
             from ...data.text import load_corpus
 
             corp = load_corpus(corpus or "builtin")
-            corpus_spec = corp.spec
-            docs = iter(corp)
-            while seen < tokens:
-                texts = [d.text for _, d in zip(range(batch_size), docs)]
-                if not texts:
+            corpus_spec = {**corp.spec, "batching": "length-bucketed"}
+            # documents sorted by length within pools of batches, so a batch is padded to little more than
+            # its own documents (statistics over padding rows were most of the atlas's cost over a forward)
+            for inputs, valid in capture.length_batches(subject.tokenizer, (d.text for d in corp), batch_size,
+                                                        min(max_length, subject.max_positions or max_length)):
+                if seen >= tokens:
                     break
-                enc = subject.tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
-                                        max_length=min(max_length, subject.max_positions or max_length))
-                valid = enc["attention_mask"].bool()
-                inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
                 f0 = time.perf_counter()
                 capture.attention(subject.model, inputs, on_layer=add(valid))
                 forward_s += time.perf_counter() - f0
