@@ -63,9 +63,10 @@ class TrainSection(_Strict):
     adam_betas: list[float] = Field([0.9, 0.999], min_length=2, max_length=2)
     lr_warmup: StrictInt = Field(0, ge=0, le=MAX_STEPS)
     lr_decay: float = Field(0.0, ge=0, le=1, allow_inf_nan=False)
+    weight_decay: float = Field(0.0, ge=0, le=10, allow_inf_nan=False)
     model_config = ConfigDict(extra="forbid", strict=False)
 
-    @field_validator("lr", "grad_clip", "lr_decay", mode="before")
+    @field_validator("lr", "grad_clip", "lr_decay", "weight_decay", mode="before")
     @classmethod
     def _number(cls, v):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):

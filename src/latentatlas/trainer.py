@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ._progress import progress_bar
-from .atlas import Run
+from .atlas import Atlas, Run
 from .errors import LatentAtlasError
 
 
@@ -58,6 +58,7 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     lr_warmup: int = 0  # steps of linear warm-up from 0
     lr_decay: float = 0.0  # fraction of the run, at its end, over which the lr decays linearly to 0
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW, Loshchilov & Hutter 2019); 0 is plain Adam
 
     def __post_init__(self) -> None:
         from .limits import MAX_BATCH, MAX_SEED, MAX_STEPS, check_float, check_int
@@ -70,6 +71,7 @@ class TrainConfig:
         check_int(self.lr_warmup, "--lr-warmup", 0, MAX_STEPS)
         check_float(self.lr, "--lr", 0.0, lo_open=True)
         check_float(self.lr_decay, "--lr-decay", 0.0, 1.0)
+        check_float(self.weight_decay, "--weight-decay", 0.0, 10.0)
         if self.grad_clip is not None:
             check_float(self.grad_clip, "--grad-clip", 0.0)
         check_device(self.device)
@@ -261,7 +263,10 @@ def fit(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas)
+    if config.weight_decay:
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas)
     if hasattr(data, "batch_at"):
         batch_of = data.batch_at
     else:
@@ -364,3 +369,17 @@ def fit(
     run.save_model(model)
     run.clear_checkpoint()
     return TrainResult(steps_done=step, resumed_from=resumed_from, seconds=time.perf_counter() - t0, last=last)
+
+
+def fit_new_run(atlas: Atlas, config: dict[str, Any], model: torch.nn.Module, data, train_cfg: TrainConfig, *,
+                progress: bool = True, on_step=None) -> tuple[Run, "TrainResult"]:
+    """Create run ``config["name"]`` and train it; a run that fails before its first checkpoint leaves no folder."""
+    run = atlas.create_run(config["name"], config)
+    try:
+        with run.lock():
+            result = fit(model, data, run, train_cfg, resume=False, progress=progress, on_step=on_step)
+    except BaseException:
+        if not (run.has_checkpoint or run.has_model):
+            atlas.delete_run(run.name)
+        raise
+    return run, result

@@ -74,11 +74,23 @@ def softmax(s: torch.Tensor, sinks: torch.Tensor | None = None, check_empty: boo
 
 def attend(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
            scaling: float | None = None, *, softcap: float | None = None, sinks: torch.Tensor | None = None,
-           dropout: float = 0.0, causal_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+           dropout: float = 0.0, causal_only: bool = False, need_probs: bool = True,
+           is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Attention output (batch, queries, heads, d) and probabilities (batch, heads, queries, keys).
-    ``causal_only``: the mask is a plain causal one, so no query row is empty (skips that check)."""
+    ``causal_only``: the mask is a plain causal one, so no query row is empty (skips that check).
+    ``need_probs=False`` (the models trained here, while training or sampling): when no recorder is
+    installed the fused ``scaled_dot_product_attention`` kernel runs instead, with ``is_causal`` in place
+    of ``mask``, and the probabilities come back as None; a recorder always gets the explicit path."""
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
+    if not need_probs and softcap is None and sinks is None and _recorder.get() is None:
+        # the same numbers up to kernel round-off, without materialising (and differentiating through)
+        # the probabilities: about half an induction run's training time was the explicit softmax path
+        p_drop = dropout if dropout and getattr(module, "training", False) else 0.0
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, repeat_kv(key, query.shape[1]), repeat_kv(value, query.shape[1]),
+            attn_mask=None if is_causal else mask, dropout_p=p_drop, is_causal=is_causal, scale=scaling)
+        return out.transpose(1, 2).contiguous(), None
     probs = softmax(scores(query, key, mask, scaling, softcap), sinks, check_empty=not causal_only)
     fn = _recorder.get()
     if fn is not None:

@@ -11,6 +11,8 @@ probabilities as it does any transformers model's. ``W_Q``… per head are expos
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import torch
@@ -47,12 +49,18 @@ class AttnOnlyConfig:
             raise LatentAtlasError(f"rotary positions need an even head size, got {self.d_model // self.n_heads}")
 
 
+@functools.lru_cache(maxsize=32)
+def _rotation(t: int, d: int, base: float, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's cos and sin tables, (t, d), made once per shape (every training step reuses them)."""
+    inv = base ** (-torch.arange(0, d, 2, device=device, dtype=torch.float32) / d)
+    ang = torch.arange(t, device=device, dtype=torch.float32)[:, None] * inv[None]
+    return torch.cat([ang.cos()] * 2, -1).to(dtype), torch.cat([ang.sin()] * 2, -1).to(dtype)
+
+
 def rotate(x: torch.Tensor, base: float = 10_000.0) -> torch.Tensor:
     """RoPE (Su et al. 2021) in the half-split layout Llama uses: (batch, heads, T, d) rotated by position."""
     t, d = x.shape[-2], x.shape[-1]
-    inv = base ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
-    ang = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * inv[None]
-    cos, sin = torch.cat([ang.cos()] * 2, -1).to(x.dtype), torch.cat([ang.sin()] * 2, -1).to(x.dtype)
+    cos, sin = _rotation(t, d, base, x.device, x.dtype)
     x1, x2 = x[..., : d // 2], x[..., d // 2:]
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
@@ -72,7 +80,7 @@ class Attention(nn.Module):
         q, k = split(self.q_proj(x)), split(self.k_proj(x))
         if self.rotary:
             q, k = rotate(q), rotate(k)
-        out, _ = attend(self, q, k, split(self.v_proj(x)), mask, causal_only=True)
+        out, _ = attend(self, q, k, split(self.v_proj(x)), mask, causal_only=True, need_probs=False, is_causal=True)
         return self.o_proj(out.reshape(b, t, -1))
 
 

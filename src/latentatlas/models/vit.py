@@ -38,6 +38,7 @@ class ViTConfig:
     n_classes: int = 10
     dropout: float = 0.1
     shift: int = 1  # training augmentation: random translation by up to this many pixels
+    label_smoothing: float = 0.0  # cross-entropy against (1 − ε)·one-hot + ε/classes (Szegedy et al. 2016)
 
     def __post_init__(self) -> None:
         from ..errors import LatentAtlasError
@@ -55,6 +56,8 @@ class ViTConfig:
             raise LatentAtlasError(f"ViT with image_size {self.image_size} and patch {self.patch} has more than 16,384 patches; use a larger patch")
         if not 0.0 <= self.dropout < 1.0:
             raise LatentAtlasError(f"ViT dropout {self.dropout} is not in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise LatentAtlasError(f"ViT label_smoothing {self.label_smoothing} is not in [0, 1)")
         if not 0 <= self.shift < self.image_size:
             raise LatentAtlasError(f"ViT shift {self.shift} is not in [0, image_size)")
 
@@ -97,7 +100,7 @@ class SelfAttention(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
         # no mask: every patch sees every patch, so no row is empty (the check is skipped)
-        o, _ = attend(self, q, k, v, None, dropout=self.dropout, causal_only=True)
+        o, _ = attend(self, q, k, v, None, dropout=self.dropout, causal_only=True, need_probs=False)
         return self.out(o.reshape(b, t, d))
 
 
@@ -156,5 +159,5 @@ class ViT(nn.Module):
         if self.training and c.shift:
             x = self._shifted(x)
         logits = self(x)
-        loss = nn.functional.cross_entropy(logits, labels)
+        loss = nn.functional.cross_entropy(logits, labels, label_smoothing=c.label_smoothing if self.training else 0.0)
         return {"loss": loss, "accuracy": (logits.argmax(-1) == labels).float().mean().detach()}

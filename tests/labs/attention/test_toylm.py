@@ -32,3 +32,27 @@ def test_rotary_model_has_no_position_embedding_and_old_configs_load():
     assert old.positions == "learned"
     with pytest.raises(LatentAtlasError, match="expected learned or rotary"):
         AttnOnlyConfig(positions="alibi")
+
+
+@pytest.mark.parametrize("positions", ["rotary", "learned"])
+def test_fused_training_path_equals_the_explicit_one(positions):
+    """Without a recorder the models trained here run sdpa's fused kernel (training and sampling); with one,
+    the explicit softmax whose probabilities capture reads. Both compute the same function."""
+    from latentatlas.models.attention import recording
+    from latentatlas.models.vit import ViT, ViTConfig
+
+    torch.manual_seed(0)
+    model = AttnOnlyTransformer(AttnOnlyConfig(vocab=11, d_model=16, n_heads=2, n_layers=2, ctx=12, positions=positions))
+    tokens = torch.randint(0, 11, (3, 12))
+    seen = []
+    fused = model(tokens)
+    with recording(lambda module, **kw: seen.append(kw["probs"])):
+        explicit = model(tokens)
+    assert len(seen) == 2 and seen[0].shape == (3, 2, 12, 12)
+    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)
+    vit = ViT(ViTConfig(d_model=16, n_heads=2, n_layers=2, mlp_ratio=1)).eval()
+    images = torch.rand(4, 1, 8, 8)
+    fused = vit(images)
+    with recording(lambda module, **kw: None):
+        explicit = vit(images)
+    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-5)

@@ -29,7 +29,7 @@ from ...analysis.attention import STAT_NAMES, HeadStats, copying_score, phase_ch
 from ...atlas import Atlas, Run, now_iso
 from ...errors import LatentAtlasError
 from ...models.io import config_to_dict
-from ...trainer import TrainConfig, TrainResult, fit, resolve_device
+from ...trainer import TrainConfig, TrainResult, fit, fit_new_run, resolve_device
 
 SUBJECT_KIND = "attention"
 TOY_KIND = "attn_only"
@@ -426,20 +426,6 @@ def read_heads(run: Run) -> tuple[np.ndarray, dict[str, Any]] | None:
 # rotation, and layer 0 grows a clear previous-token head (share 0.67-0.84 over seeds 0-2; docs/benchmarks.md)
 INDUCTION_DEFAULTS = dict(vocab=20, d_model=64, n_heads=4, n_layers=2, ctx=64, span_min=8, span_max=24, steps=1600, batch_size=64, lr=3e-3,
                           positions="rotary")
-
-
-def fit_new_run(atlas: Atlas, config: dict[str, Any], model: torch.nn.Module, data, train_cfg: TrainConfig, *,
-                progress: bool = True, on_step=None) -> tuple[Run, TrainResult]:
-    """Create run ``config["name"]`` and train it; a run that fails before its first checkpoint leaves no folder."""
-    run = atlas.create_run(config["name"], config)
-    try:
-        with run.lock():
-            result = fit(model, data, run, train_cfg, resume=False, progress=progress, on_step=on_step)
-    except BaseException:
-        if not (run.has_checkpoint or run.has_model):
-            atlas.delete_run(run.name)
-        raise
-    return run, result
 
 
 def train_induction(atlas: Atlas | str | None = None, *, name: str | None = None, steps: int = INDUCTION_DEFAULTS["steps"],

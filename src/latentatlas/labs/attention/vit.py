@@ -31,7 +31,8 @@ from ...atlas import Atlas, Run, now_iso
 from ...errors import LatentAtlasError
 from ...models.io import config_to_dict
 from ...trainer import TrainConfig, TrainResult, fit, resolve_device
-from .jobs import fit_new_run, versions
+from ...trainer import fit_new_run
+from .jobs import versions
 
 VIT_KIND = "vit"
 DATASETS = ("digits", "sprites")
@@ -40,10 +41,10 @@ TEST_SIZE = {"digits": 360, "sprites": 3000}  # digits: 20 % of 1,797
 # model and training defaults per dataset (docs/benchmarks.md has what they reach and how long they take)
 DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"model": dict(image_size=8, channels=1, patch=2, d_model=64, n_heads=4, n_layers=4, mlp_ratio=2, n_classes=10,
-                             dropout=0.0, shift=1),
+                             dropout=0.0, shift=1, label_smoothing=0.0),
                "train": dict(steps=3000, batch_size=64, lr=3e-3, lr_warmup=100, lr_decay=0.3)},
     "sprites": {"model": dict(image_size=64, channels=1, patch=8, d_model=64, n_heads=4, n_layers=4, mlp_ratio=2, n_classes=3,
-                              dropout=0.0, shift=0),
+                              dropout=0.0, shift=0, label_smoothing=0.0),
                 "train": dict(steps=1500, batch_size=64, lr=3e-3, lr_warmup=100, lr_decay=0.3)},
 }
 STRIP = 48  # test images the page's strip shows
@@ -123,7 +124,7 @@ def images_of(run: Run) -> Images:
 def train_vit(atlas: Atlas | str | None = None, *, data: str = "digits", steps: int | None = None, seed: int = 0,
               name: str | None = None, resume: bool = False, device: str = "auto", batch_size: int | None = None,
               lr: float | None = None, log_every: int = 50, checkpoint_every: int = 500, progress: bool = True,
-              on_step: Callable[[int], None] | None = None, command: str | None = None,
+              on_step: Callable[[int], None] | None = None, command: str | None = None, weight_decay: float | None = None,
               **model_overrides: Any) -> tuple[Run, TrainResult, dict[str, Any]]:
     """Train a small ViT on ``data`` (``digits`` or ``sprites``, whose shape is the class) and evaluate it
     on the held-out split; returns the run, the training result and the metrics. ``model_overrides``
@@ -157,7 +158,8 @@ def train_vit(atlas: Atlas | str | None = None, *, data: str = "digits", steps: 
         t = d["train"]
         train_cfg = TrainConfig(steps=steps or t["steps"], batch_size=batch_size or t["batch_size"], lr=lr or t["lr"], seed=seed,
                                 log_every=log_every, checkpoint_every=checkpoint_every, device=device,
-                                lr_warmup=min(t["lr_warmup"], max(0, (steps or t["steps"]) // 4)), lr_decay=t["lr_decay"])
+                                lr_warmup=min(t["lr_warmup"], max(0, (steps or t["steps"]) // 4)), lr_decay=t["lr_decay"],
+                                weight_decay=t.get("weight_decay", 0.0) if weight_decay is None else weight_decay)
         resolve_device(device)
         torch.manual_seed(seed)
         model = build(model_cfg)
