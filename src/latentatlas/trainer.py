@@ -373,9 +373,13 @@ def fit(
 
 def fit_new_run(atlas: Atlas, config: dict[str, Any], model: torch.nn.Module, data, train_cfg: TrainConfig, *,
                 progress: bool = True, on_step=None) -> tuple[Run, "TrainResult"]:
-    """Create run ``config["name"]`` and train it; a run that fails before its first checkpoint leaves no folder."""
+    """Create run ``config["name"]`` and train it; a run that fails before its first checkpoint leaves no
+    folder. ``data`` may be a callable ``data(run)`` that writes what the run keeps of its data (a user's
+    points, a coupling) into the new folder and returns the data to train on."""
     run = atlas.create_run(config["name"], config)
     try:
+        if callable(data) and not hasattr(data, "batch_at") and not hasattr(data, "get"):
+            data = data(run)
         with run.lock():
             result = fit(model, data, run, train_cfg, resume=False, progress=progress, on_step=on_step)
     except BaseException:
@@ -383,3 +387,15 @@ def fit_new_run(atlas: Atlas, config: dict[str, Any], model: torch.nn.Module, da
             atlas.delete_run(run.name)
         raise
     return run, result
+
+
+def resumable(run: Run, kind: str | tuple[str, ...], what: str) -> TrainConfig:
+    """The training settings of run ``run`` to continue it: it must be of ``kind`` and not finished."""
+    cfg = run.config()
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if cfg.get("kind") not in kinds:
+        raise LatentAtlasError(f"run '{run.name}' is a {cfg.get('kind')}, not {what}; nothing to resume")
+    train_cfg = TrainConfig.from_dict(cfg.get("train") or {})
+    if run.has_model and not run.has_checkpoint:
+        raise LatentAtlasError(f"run '{run.name}' already finished its {train_cfg.steps} steps; there is nothing to resume")
+    return train_cfg

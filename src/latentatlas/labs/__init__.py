@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-LABS = ("vae", "sae", "attention")
+LABS = ("vae", "sae", "attention", "flow")
 
 
 def lab(name: str) -> ModuleType:

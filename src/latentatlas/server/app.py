@@ -111,6 +111,14 @@ def create_app(atlas_root: str | os.PathLike | None = None, *, host: str = "127.
             raise ApiError(404, f"there is no job '{job_id[:40]}' on this server (jobs last as long as the server)")
         return json_response(job.as_dict())
 
+    @app.post("/api/jobs/{job_id}/cancel", summary="Ask a running job to stop (it cleans up after itself); answers its state")
+    def job_cancel(job_id: str, request: Request):
+        job = request.app.state.jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, f"there is no job '{job_id[:40]}' on this server (jobs last as long as the server)")
+        job.cancel_requested.set()
+        return json_response(job.as_dict(), status=202 if job.active else 200)
+
     @app.get("/api/runs/{run}/history", summary="The training log, one row per logged step")
     def run_history(run: str, request: Request):
         return json_response(get_run(request, run).read_history())

@@ -18,6 +18,7 @@ from .._io import to_plain
 from ..atlas import Atlas, Run
 from ..errors import LatentAtlasError
 from .cache import RunCache
+from .jobs import Cancelled  # noqa: F401  (re-exported: a lab's background job raises it when cancelled)
 
 
 class ApiError(Exception):

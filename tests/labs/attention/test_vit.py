@@ -6,7 +6,6 @@ attention equals transformers' own; bad input is one sentence."""
 
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 import pytest
@@ -20,20 +19,10 @@ from latentatlas.errors import LatentAtlasError
 from latentatlas.labs.attention import vit
 from latentatlas.models.vit import ViT, ViTConfig
 from latentatlas.server import create_app
+from torch_helpers import one_thread
 
 TINY = dict(d_model=32, n_heads=2, n_layers=2, mlp_ratio=2)
 
-
-@contextlib.contextmanager
-def one_thread():
-    # a model this small runs no faster on two threads, and on a busy shared CPU two spin-waiting threads
-    # made a step ten times slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

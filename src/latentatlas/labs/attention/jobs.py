@@ -29,7 +29,7 @@ from ...analysis.attention import STAT_NAMES, HeadStats, copying_score, phase_ch
 from ...atlas import Atlas, Run, now_iso
 from ...errors import LatentAtlasError
 from ...models.io import config_to_dict
-from ...trainer import TrainConfig, TrainResult, fit, fit_new_run, resolve_device
+from ...trainer import TrainConfig, TrainResult, fit, fit_new_run, resolve_device, resumable
 
 SUBJECT_KIND = "attention"
 TOY_KIND = "attn_only"
@@ -447,11 +447,7 @@ def train_induction(atlas: Atlas | str | None = None, *, name: str | None = None
             raise LatentAtlasError("--resume needs --name to say which run to continue")
         run = atlas.run(name)
         cfg = run.config()
-        if cfg.get("kind") != TOY_KIND:
-            raise LatentAtlasError(f"run '{name}' is a {cfg.get('kind')}, not an induction run")
-        train_cfg = TrainConfig.from_dict(cfg["train"])
-        if run.has_model and not run.has_checkpoint:
-            raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume")
+        train_cfg = resumable(run, TOY_KIND, "an induction run")
         data = RepeatedSpans(**{k: v for k, v in cfg["data"].items() if k != "kind"})
         torch.manual_seed(train_cfg.seed)
         model = build(config_from_dict(TOY_KIND, cfg["model"]))

@@ -31,7 +31,7 @@ from ...atlas import Atlas, Run, now_iso
 from ...errors import LatentAtlasError
 from ...models.io import config_to_dict
 from ...trainer import TrainConfig, TrainResult, fit, resolve_device
-from ...trainer import fit_new_run
+from ...trainer import fit_new_run, resumable
 from .jobs import versions
 
 VIT_KIND = "vit"
@@ -138,11 +138,9 @@ def train_vit(atlas: Atlas | str | None = None, *, data: str = "digits", steps: 
             raise LatentAtlasError("--resume needs --name to say which run to continue")
         run = atlas.run(name)
         cfg = run.config()
-        if cfg.get("kind") != VIT_KIND or cfg.get("origin") != "trained":
+        if cfg.get("kind") == VIT_KIND and cfg.get("origin") != "trained":
             raise LatentAtlasError(f"run '{name}' is not a ViT trained here (kind {cfg.get('kind')}); nothing to resume")
-        train_cfg = TrainConfig.from_dict(cfg["train"])
-        if run.has_model and not run.has_checkpoint:
-            raise LatentAtlasError(f"run '{name}' already finished its {train_cfg.steps} steps; there is nothing to resume")
+        train_cfg = resumable(run, VIT_KIND, "a ViT trained here")
         images = images_of(run)
         torch.manual_seed(train_cfg.seed)
         model = build(config_from_dict(VIT_KIND, cfg["model"]))

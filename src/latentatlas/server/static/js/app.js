@@ -8,9 +8,10 @@ import { $ } from "./util.js";
 import * as vae from "./vae/index.js";
 import * as sae from "./sae/index.js";
 import * as attention from "./attention/index.js";
+import * as flow from "./flow/index.js";
 import * as graph from "./attention/graph.js";
 
-const LABS = [vae, sae, attention];
+const LABS = [vae, sae, attention, flow];
 
 let ctx = null;
 

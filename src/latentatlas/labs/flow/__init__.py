@@ -1,0 +1,7 @@
+"""The flow lab: flow matching and diffusion on 2-D toys (and, later, in a VAE's latent space and a small
+DiT), every sampler counted in network evaluations and checked against the exact answer where one exists."""
+
+NAME = "flow"
+# "flow": a flow-matching or VP-diffusion model trained here (models/flow.py), on a toy, a point file, or
+# the coupling of another flow run (reflow)
+KINDS = ("flow",)
