@@ -24,6 +24,7 @@ a first model's sampler produced, Liu et al. 2022).
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -114,10 +115,27 @@ class PlainMLP(nn.Module):
         return self.net(torch.cat([t[:, None], x], dim=-1))
 
 
+_SCHEDULERS: dict[str, type] = {}
+_SCHEDULERS_LOCK = threading.Lock()
+SCHEDULER_NAMES = ("DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler",
+                   "FlowMatchHeunDiscreteScheduler")
+
+
+def scheduler(name: str) -> type:
+    """A diffusers scheduler class, the first lookup under a lock: diffusers' lazy module raised ImportError
+    when two server threads resolved its names at the same moment (two trajectory requests)."""
+    if name not in _SCHEDULERS:
+        with _SCHEDULERS_LOCK:
+            if not _SCHEDULERS:
+                import diffusers
+
+                _SCHEDULERS.update({n: getattr(diffusers, n) for n in SCHEDULER_NAMES})
+    return _SCHEDULERS[name]
+
+
 def alphas_cumprod(schedule: str, timesteps: int = 1000) -> torch.Tensor:
     """ᾱ_τ for τ = 0 … T − 1 from diffusers' DDPMScheduler (float64)."""
-    from diffusers import DDPMScheduler
-
+    DDPMScheduler = scheduler("DDPMScheduler")
     beta = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[schedule]
     return DDPMScheduler(num_train_timesteps=timesteps, beta_schedule=beta).alphas_cumprod.double()
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import LatentAtlasError
-from .flow import Field, fm_time_of
+from .flow import Field, fm_time_of, scheduler
 
 SAMPLERS = ("euler", "midpoint", "heun", "dpm++", "ddim", "ddim-eta1", "ddpm")
 FLOW_SAMPLERS = ("euler", "midpoint", "heun")
@@ -89,7 +89,8 @@ def path_of(sampler: str, objective: str) -> str:
 
 
 def _vp_scheduler(sampler: str, schedule: str, train_timesteps: int):
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+    DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler = (scheduler(n) for n in
+                                                                  ("DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler"))
 
     beta = {"linear": "linear", "cosine": "squaredcos_cap_v2"}[schedule]
     common = dict(num_train_timesteps=train_timesteps, beta_schedule=beta, prediction_type="epsilon")
@@ -153,7 +154,8 @@ def _next_abar(sch, tau, table: torch.Tensor) -> torch.Tensor:
 
 
 def _flow_sampler(counted: _Counted, x: torch.Tensor, sampler: str, steps: int, states: list, times: list) -> torch.Tensor:
-    from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
+    DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler = (
+        scheduler(n) for n in ("DPMSolverMultistepScheduler", "FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler"))
 
     grid = np.linspace(1.0, 1.0 / steps, steps)  # σ = 1 − t; the scheduler appends σ = 0
     if sampler == "euler":

@@ -74,6 +74,7 @@ async function render() {
   $("run-name").textContent = run || "";
   $("tabs").hidden = !run;
   hideAll();
+  if (!run && state.get("view") === "paint") { await flow.paint(); document.body.dataset.ready = "paint"; return; }  // the flow lab's page that needs no run
   if (!run) {
     $("runs-view").hidden = false;
     await runsView(firstView);

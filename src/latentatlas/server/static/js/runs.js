@@ -15,7 +15,8 @@ export async function runsView(firstView) {
   $("runs-view").innerHTML = `<h2>Runs</h2>${runs.length ? `<table id="runs-table"><thead><tr><th>run</th><th>kind</th><th>status</th><th>data</th>
     <th class="num">steps</th><th>created</th>${keys.map((k) => `<th class="num">${esc(k)}</th>`).join("")}</tr></thead><tbody>${rows}</tbody></table>
     ${runs.filter((r) => r.error).map((r) => `<p class="muted run-error"><b>${esc(r.name)}</b>: ${esc(r.error)}</p>`).join("")}`
-    : `<p class="muted">No runs yet. Train one: <code>latentatlas train vae --data digits</code></p>`}`;
+    : `<p class="muted">No runs yet. Train one: <code>latentatlas train vae --data digits</code></p>`}
+    <p class="muted paint-entry">Flow lab: <a href="?view=paint" id="paint-entry">paint a 2-D target</a> and train a flow model on it from this page.</p>`;
   for (const tr of document.querySelectorAll("#runs-table tr[data-run]")) {
     tr.addEventListener("click", () => state.set({ run: tr.dataset.run, view: firstView(tr.dataset.kind), sel: null, color: null, feat: null }, { push: true }));
   }

@@ -6,6 +6,7 @@ import { FONT, PLOT_CONFIG } from "../metrics.js";
 import { plain } from "../util.js";
 import { PALETTE } from "./draw.js";
 import * as view from "./view.js";
+export { render as paint } from "./paint.js";  // painting a target and training on it (?view=paint, no run needed)
 
 export const KINDS = ["flow"];
 export const tabs = () => [["flow", "Flow"], ["metrics", "Metrics"]];

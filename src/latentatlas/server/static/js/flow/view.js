@@ -1,10 +1,15 @@
-// The flow view: one canvas showing, at the scrubbed time t, the samples of a sampler (their positions
+// The flow view: a canvas showing, at the scrubbed time t, the samples of a sampler (their positions
 // interpolated between the states it recorded), the velocity field as arrows (the model's, the exact one
 // for a Gaussian mixture, or their difference), density contours of the target or of p_t, and the whole
 // path of every point the user follows. Every array arrives as float32 binary; the contours and arrows are
 // painted into layers when their data arrives, so a step of the scrubber copies two layers and draws the
 // points (a few milliseconds for 2,000 samples). The state lives in the URL (t, sampler, nfe, field,
 // contours, follow; n and seed too); text from the atlas is set as textContent, never as markup.
+//
+// Compare (compare=OTHER in the URL): a second flow run drawn beside the first by the same code (a "pane"
+// each: its run, canvas, trajectories and layers), under the one scrubber, sampler, NFE, field and contour
+// choice. Both start from the same noise (the noise is a function of n and seed), so a followed index is
+// the same starting point in both panes.
 import * as api from "../api.js";
 import * as state from "../state.js";
 import { section } from "../util.js";
@@ -19,7 +24,7 @@ const NFE_PRESETS = [1, 2, 3, 4, 6, 8, 12, 16, 20, 30, 50, 100, 200, 500, 1000];
 const FIELD_NAMES = { none: "none", model: "model", exact: "exact", diff: "model − exact" };
 const CONTOURS = { off: "off", target: "target (t = 1)", pt: "p_t at t" };
 
-let V = null;  // the view of the run on screen
+let V = null;  // the view on screen: the shared controls and time, and its panes (the run, and the one compared)
 
 // an element with properties and children (text goes in as textContent)
 const el = (tag, props = {}, ...kids) => { const e = Object.assign(document.createElement(tag), props); e.append(...kids); return e; };
@@ -55,6 +60,8 @@ const fieldPath = (base, which, t) => `${base}/field.bin?t=${t}&grid=${FIELD_GRI
 const densityPath = (base, t) => `${base}/density.bin?t=${t}&grid=${DENSITY_GRID}`;
 
 // -- reading the URL ----------------------------------------------------------------------------------------
+const RUN_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
 function wanted(meta) {
   const sampler = meta.samplers.includes(state.get("sampler")) ? state.get("sampler") : meta.default.sampler;
   const lo = meta.min_nfe[sampler] || 1;
@@ -66,16 +73,39 @@ function wanted(meta) {
   const contours = state.get("contours", "target") in CONTOURS ? state.get("contours", "target") : "target";
   const follow = [...new Set((state.get("follow") || "").split(",").filter((s) => /^\d+$/.test(s)).map(Number).filter((i) => i < n))].slice(0, MAX_FOLLOW);
   const t = Number.parseFloat(state.get("t", "1"));
-  return { sampler, nfe, n, seed, field, contours, follow, t: Number.isFinite(t) && t >= 0 && t <= 1 ? t : 1 };
+  const other = state.get("compare");
+  const compare = other && RUN_NAME.test(other) && !other.includes("..") ? other : null;
+  return { sampler, nfe, n, seed, field, contours, follow, compare, t: Number.isFinite(t) && t >= 0 && t <= 1 ? t : 1 };
 }
+
+// the field a pane draws: a run without an exact field draws its model's where the other has the exact one
+const fieldOf = (P, w) => (!P.meta.mixture && (w.field === "exact" || w.field === "diff") ? "model" : w.field);
 
 // -- building the view ---------------------------------------------------------------------------------------
 function option(value, text) { return el("option", { value, textContent: text }); }
 function label(text, ...kids) { return el("label", {}, text, ...kids); }
 
+// A pane: one run drawn into its own canvas (pane 0 keeps the ids the view always had, pane 1 adds "-b").
+function newPane(k, run, meta) {
+  const id = (s) => (k ? `${s}-b` : s);
+  const canvas = el("canvas", { id: id("flow-canvas"), className: "flow-canvas" });
+  canvas.dataset.run = run;
+  const head = el("div", { className: "flow-pane-head", id: id("flow-head") });
+  const status = el("p", { id: id("flow-status"), className: "muted flow-status" });
+  const note = el("p", { id: id("flow-note"), className: "muted flow-note" });
+  const box = el("div", { className: "flow-pane" }, head, canvas, status, note);
+  const P = { k, run, meta, base: `${api.runPath(run)}/flow`, box, head, canvas, status, note,
+    traj: null, trajKey: null, pending: null, groups: [], fr: null, dpr: 1, axes: null,
+    fieldLayer: null, fieldKey: null, fieldInfo: "", densityLayer: null, densityKey: null, densityInfo: "",
+    layerToken: 0, painted: { field: 0, density: 0 }, inflight: { field: null, density: null }, error: "" };
+  canvas.addEventListener("click", (e) => clickAt(P, e));
+  canvas.addEventListener("mousemove", (e) => { const h = nearest(P, e, 10); if (h !== V.hover) { V.hover = h; draw(); } });
+  canvas.addEventListener("mouseleave", () => { if (V.hover >= 0) { V.hover = -1; draw(); } });
+  return P;
+}
+
 function build(ctx, root) {
   const meta = ctx.flow;
-  const base = `${api.runPath(ctx.run)}/flow`;
   const play = el("button", { id: "flow-play", type: "button", textContent: "▶ Play", title: "play from the current time to t = 1 (from 0 when at the end)" });
   const slider = el("input", { id: "flow-t", type: "range", min: 0, max: 1000, step: 1 });
   const tOut = el("output", { id: "flow-t-out" });
@@ -89,19 +119,19 @@ function build(ctx, root) {
   for (const o of field.options) if (!meta.mixture && (o.value === "exact" || o.value === "diff")) { o.disabled = true; o.title = "the target is not a Gaussian mixture: no exact field"; }
   const contours = el("select", { id: "flow-contours" }, ...Object.entries(CONTOURS).map(([k, v]) => option(k, v)));
   const clear = el("button", { id: "flow-clear", type: "button", textContent: "Clear followed", disabled: true });
-  const status = el("p", { id: "flow-status", className: "muted flow-status" });
-  const note = el("p", { id: "flow-note", className: "muted flow-note" });
-  const canvas = el("canvas", { id: "flow-canvas" });
+  const compare = el("select", { id: "flow-compare", title: "draw another flow run beside this one, at the same time, sampler and NFE" }, option("", "none"));
+  const A = newPane(0, ctx.run, meta);
+  const panes = el("div", { className: "flow-panes", id: "flow-panes" }, A.box);
   const side = el("div", { className: "flow-side", id: "flow-side" });
   const time = el("div", { className: "flow-time" }, play, el("div", { className: "flow-slider" }, slider, ticks), tOut);
   const controls = el("div", { className: "controls flow-controls" },
-    label("sampler ", sampler), label("NFE ", nfe), presets, label("field ", field), label("contours ", contours), clear);
-  const main = el("div", { className: "flow-main" }, time, controls, canvas, status, note);
+    label("sampler ", sampler), label("NFE ", nfe), presets, label("field ", field), label("contours ", contours), clear, label("compare with ", compare));
+  const main = el("div", { className: "flow-main" }, time, controls, panes);
   root.replaceChildren(el("div", { className: "flow-wrap" }, main, side));
-  V = { run: ctx.run, meta, base, root, play, slider, tOut, ticks, sampler, nfe, field, contours, clear, status, note, canvas, side,
-    want: null, traj: null, trajKey: null, pending: null, t: 1, follow: [], hover: -1, playing: false,
-    fieldLayer: null, fieldInfo: "", densityLayer: null, densityInfo: "", layerToken: 0, painted: { field: 0, density: 0 }, inflight: { field: null, density: null },
-    drawMs: 0, error: "", urlT: undefined };
+  root.classList.remove("flow-comparing");
+  V = { run: ctx.run, meta, root, main, play, slider, tOut, ticks, sampler, nfe, field, contours, clear, compare, panesBox: panes, side,
+    panes: [A], compareRun: null, compareReady: null, compareError: null,
+    want: null, t: 1, follow: [], hover: -1, playing: false, drawMs: 0, urlT: undefined };
   size();
   sampler.addEventListener("change", () => state.set({ sampler: sampler.value }));
   nfe.addEventListener("change", () => {
@@ -111,61 +141,102 @@ function build(ctx, root) {
   });
   field.addEventListener("change", () => state.set({ field: field.value }));
   contours.addEventListener("change", () => state.set({ contours: contours.value }));
+  compare.addEventListener("change", () => state.set({ compare: compare.value || null }, { push: true }));
   clear.addEventListener("click", () => state.set({ follow: null }));
   slider.addEventListener("input", () => { stop(); setT(Number(slider.value) / 1000); });
   slider.addEventListener("change", writeT);
   play.addEventListener("click", () => (V.playing ? stop(true) : start()));
   ticks.addEventListener("click", (e) => { stop(); const r = ticks.getBoundingClientRect(); setT(Math.max(0, Math.min(1, (e.clientX - r.left - 6) / (r.width - 12)))); writeT(); });
-  canvas.addEventListener("click", (e) => clickAt(e));
-  canvas.addEventListener("mousemove", (e) => { const h = nearest(e, 10); if (h !== V.hover) { V.hover = h; draw(); } });
-  canvas.addEventListener("mouseleave", () => { if (V.hover >= 0) { V.hover = -1; draw(); } });
   if (!resizeBound) { window.addEventListener("resize", onResize); resizeBound = true; }
+  const pane = (k) => V.panes[k] || null;
   window.latentatlas.flow = {
-    // the sample `i`'s position at the current time in data units and in CSS pixels within the canvas
-    at: (i) => position(i),
-    screen: (i) => { const p = position(i); return p ? [V.fr.px(p[0]), V.fr.py(p[1])] : null; },
+    // the sample `i`'s position at the current time in data units and in CSS pixels within the canvas (of pane k)
+    at: (i, k = 0) => (pane(k) ? position(pane(k), i, V.t) : null),
+    screen: (i, k = 0) => { const P = pane(k), p = P ? position(P, i, V.t) : null; return p ? [P.fr.px(p[0]), P.fr.py(p[1])] : null; },
     get t() { return V.t; }, get drawMs() { return V.drawMs; }, get follow() { return [...V.follow]; },
-    get times() { return V.traj ? Array.from(V.traj.times) : []; },
-    get layers() { return { field: V.fieldLayer ? V.fieldKey : null, density: V.densityLayer ? V.densityKey : null }; },
+    get times() { return V.panes[0].traj ? Array.from(V.panes[0].traj.times) : []; },
+    get layers() { return layersOf(V.panes[0]); },
+    get runs() { return V.panes.map((P) => P.run); },
+    layersOf: (k) => (pane(k) ? layersOf(pane(k)) : null),
     setT: (t) => { stop(); setT(t); },
   };
   sidePanel(ctx);
+  refreshCompareChoices();
+}
+
+const layersOf = (P) => ({ field: P.fieldLayer ? P.fieldKey : null, density: P.densityLayer ? P.densityKey : null });
+
+// the other flow runs of the atlas that can be drawn (trained), for the compare picker
+async function refreshCompareChoices() {
+  const view = V;
+  let runs = [];
+  try { runs = await api.json("/api/runs"); } catch (_) { return; }
+  if (V !== view) return;
+  const names = runs.filter((r) => r.kind === "flow" && (r.status === "trained" || r.status === "evaluated") && r.name !== V.run).map((r) => String(r.name));
+  const cur = V.want && V.want.compare;
+  if (cur && !names.includes(cur)) names.unshift(cur);
+  const have = [...V.compare.options].slice(1).map((o) => o.value);
+  if (have.join("\n") !== names.join("\n")) V.compare.replaceChildren(option("", "none"), ...names.map((s) => option(s, s)));
+  V.compare.value = cur || "";
+  V.compare.disabled = names.length === 0;
+  V.compare.title = names.length ? "draw another flow run beside this one, at the same time, sampler and NFE" : "the atlas has no other trained flow run";
 }
 
 let resizeTimer = 0, resizeBound = false;
 function onResize() {
   clearTimeout(resizeTimer);
   resizeTimer = setTimeout(() => {
-    if (!V || V.root.hidden || canvasSide() === V.fr.inner) return;
+    if (!V || V.root.hidden || canvasSide() === V.panes[0].fr.inner) return;
     size();
-    loadLayers().then(draw);
+    Promise.all(V.panes.map((P) => loadLayers(P))).then(draw);
   }, 150);
 }
 
-// the canvas: a square as tall as the window allows beside the side panel, at the screen's pixel ratio
-const canvasSide = () => Math.max(380, Math.min(760, Math.floor(Math.min(window.innerHeight - 250, (V.root.clientWidth || 1000) - 400))));
+// the canvas: a square as tall as the window allows beside the side panel (alone), or half the width each
+// (two panes, the side panel folded away), at the screen's pixel ratio; the controls above take two rows
+const canvasSide = () => {
+  const width = V.root.clientWidth || 1000;
+  if (V.panes.length > 1) {
+    const half = (width - 56 - 24) / 2 - PADS.left - PADS.right - 2;
+    return Math.max(300, Math.min(760, Math.floor(Math.min(window.innerHeight - 310, half))));
+  }
+  return Math.max(380, Math.min(760, Math.floor(Math.min(window.innerHeight - 290, width - 400))));
+};
 
 function size() {
   const S = canvasSide();
   const dpr = window.devicePixelRatio || 1;
+  for (const P of V.panes) {
+    P.dpr = dpr;
+    P.fr = frame(P.meta.bounds, S, PADS);
+    P.canvas.width = Math.round(P.fr.W * dpr); P.canvas.height = Math.round(P.fr.H * dpr);
+    P.canvas.style.width = `${P.fr.W}px`; P.canvas.style.height = `${P.fr.H}px`;
+    P.box.style.width = `${P.fr.W + 2}px`;  // its text wraps under its canvas
+    P.fieldLayer = null; P.densityLayer = null; P.fieldKey = null; P.densityKey = null; P.axes = null;
+  }
   V.dpr = dpr;
-  V.fr = frame(V.meta.bounds, S, PADS);
-  V.canvas.width = Math.round(V.fr.W * dpr); V.canvas.height = Math.round(V.fr.H * dpr);
-  V.canvas.style.width = `${V.fr.W}px`; V.canvas.style.height = `${V.fr.H}px`;
+  // the controls wrap above the canvases (one pane: the side panel keeps its room; two: they span both)
+  V.main.style.width = `${V.panes.reduce((sum, P) => sum + P.fr.W + 2, 0) + 24 * (V.panes.length - 1)}px`;
   const tw = Math.max(200, V.ticks.clientWidth || S - 150);
   V.ticks.width = Math.round(tw * dpr); V.ticks.height = Math.round(16 * dpr);
   V.ticks.style.height = "16px";
-  V.fieldLayer = null; V.densityLayer = null; V.fieldKey = null; V.densityKey = null; V.axes = null;
 }
 
 // -- the side panel: facts, the legend and the evaluation's sampler table --------------------------------------
+const objectiveText = (m) => (m.objective === "fm" ? "flow matching (velocity)" : `VP diffusion, ${m.objective}-prediction, ${m.schedule} schedule`);
+const targetText = (m) => (m.target === "points" ? "points (painted or from a file)" : String(m.target));
+
 function sidePanel(ctx) {
   const m = V.meta;
-  const facts = el("div", { className: "card" }, el("h2", { textContent: "Flow" }));
+  const paint = el("button", { id: "flow-paint-open", type: "button", className: "flow-paint", textContent: "Paint a target…",
+    title: "paint your own target distribution (starting from this run's, if you like) and train a flow model on it from the page" });
+  paint.addEventListener("click", () => state.set({ run: null, view: "paint", from: ctx.run, t: null, sampler: null, nfe: null, n: null, seed: null,
+    field: null, contours: null, follow: null, compare: null }, { push: true }));
+  const facts = el("div", { className: "card" }, el("div", { className: "flow-card-head" }, el("h2", { textContent: "Flow" }), paint));
   const dl = el("table", { className: "compact flow-facts" });
   const row = (k, v) => dl.append(el("tr", {}, el("td", { className: "muted", textContent: k }), el("td", { textContent: v })));
-  row("target", m.mixture ? `${m.target} (a Gaussian mixture: exact field known)` : `${m.target} (no exact field)`);
-  row("objective", m.objective === "fm" ? "flow matching (velocity)" : `VP diffusion, ${m.objective}-prediction, ${m.schedule} schedule`);
+  row("target", m.mixture ? `${m.target} (a Gaussian mixture: exact field known)` : `${targetText(m)} (no exact field)`);
+  row("objective", objectiveText(m));
   row("network", m.net);
   if (m.train_steps != null) row("trained", `${Number(m.train_steps).toLocaleString()} steps`);
   if (m.origin === "reflow" && m.data && m.data.source) row("reflow of", String(m.data.source));
@@ -224,11 +295,28 @@ function markTable() {
   }
 }
 
+// a pane's heading when two are shown: the run, what it is, and its evaluated energy distance at this sampler and NFE
+function paneHeads() {
+  for (const P of V.panes) {
+    const m = P.meta, w = V.want;
+    const row = m.metrics && m.metrics.samplers.find((r) => r.field === "model" && r.sampler === w.sampler && r.nfe_budget === w.nfe);
+    const ed = row && row.energy_distance != null
+      ? `energy distance ${row.energy_distance.toPrecision(2)} at ${w.sampler}, ${w.nfe} NFE${row.at_floor ? " (at the noise floor)" : ""}`
+      : `not evaluated at ${w.sampler}, ${w.nfe} NFE`;
+    const steps = m.train_steps != null ? ` · ${Number(m.train_steps).toLocaleString()} steps` : "";
+    const open = el("a", { href: `?run=${encodeURIComponent(P.run)}`, className: "flow-pane-run", textContent: P.run, title: `open ${P.run} alone` });
+    open.addEventListener("click", (e) => { e.preventDefault(); state.set({ run: P.run, compare: P.k ? V.run : null }, { push: true }); });
+    P.head.replaceChildren(open, el("span", { className: "muted", textContent: ` · ${targetText(m)} · ${objectiveText(m)} · ${m.net}${steps}` }),
+      el("br"), el("span", { className: "flow-pane-ed", textContent: ed }));
+  }
+}
+
 // -- syncing with the URL ------------------------------------------------------------------------------------
 export async function render(ctx) {
   const root = section("flow-view", "full", "");
   root.hidden = false;
-  if (!V || V.run !== ctx.run || V.meta !== ctx.flow || !root.contains(V.canvas)) build(ctx, root);
+  if (!V || V.run !== ctx.run || V.meta !== ctx.flow || !root.contains(V.panes[0].canvas)) build(ctx, root);
+  const view = V;
   const w = wanted(V.meta);
   V.want = w;
   V.sampler.value = w.sampler;
@@ -238,65 +326,111 @@ export async function render(ctx) {
   V.contours.value = w.contours;
   V.follow = w.follow;
   V.clear.disabled = !w.follow.length;
-  V.canvas.dataset.follow = w.follow.join(",");
-  V.canvas.dataset.field = w.field;
-  V.canvas.dataset.contours = w.contours;
   // t from the URL when it changed there (a shared link, back and forward), not when the view wrote it
   const urlT = state.get("t");
   if (!V.playing && urlT !== V.urlT) { V.t = w.t; V.urlT = urlT; }
   V.slider.value = String(Math.round(V.t * 1000));
   markTable();
+  await setCompare(w.compare);
+  if (V !== view) return;
+  if ([...V.compare.options].some((o) => o.value === (w.compare || ""))) V.compare.value = w.compare || ""; else refreshCompareChoices();
+  paneHeads();
   const key = `${w.sampler}:${w.nfe}:${w.n}:${w.seed}`;
-  const jobs = [loadLayers()];
-  if (key !== V.trajKey) jobs.push(loadTrajectories(w, key));
+  const jobs = [];
+  // the panes' trajectories one after the other: the server samples one at a time per run anyway, and two
+  // first samplings at once in a fresh server can trip over diffusers' lazy imports (an ImportError, a 500)
+  let sampled = null;
+  for (const P of V.panes) {
+    P.canvas.dataset.follow = w.follow.join(",");
+    P.canvas.dataset.field = fieldOf(P, w);
+    P.canvas.dataset.contours = w.contours;
+    jobs.push(loadLayers(P));
+    if (key !== P.trajKey) { sampled = loadTrajectories(P, w, key, sampled); jobs.push(sampled); }
+  }
   await Promise.all(jobs);
   draw();
 }
 
-async function loadTrajectories(w, key) {
-  V.pending = key;
-  V.root.dataset.loading = key;
+// Two panes or one: the compared run's meta is fetched when it changes; a run that cannot be drawn (not a
+// flow run, gone, damaged) leaves its one sentence where its pane would be.
+function setCompare(other) {
+  if (V.compareRun === other) return V.compareReady;
+  const view = V;
+  V.compareRun = other;
+  V.compareReady = (async () => {
+    let meta = null, error = "";
+    if (other) {
+      try { meta = await api.json(`${api.runPath(other)}/flow`); } catch (e) { error = e.message; }
+    }
+    if (V !== view || V.compareRun !== other) return;  // a newer choice overtook this one
+    for (const P of V.panes.slice(1)) P.box.remove();
+    V.panes.length = 1;
+    if (V.compareError) { V.compareError.remove(); V.compareError = null; }
+    if (meta) {
+      const B = newPane(1, other, meta);
+      V.panes.push(B);
+      V.panesBox.append(B.box);
+    } else if (other) {
+      V.compareError = el("div", { className: "flow-pane flow-pane-missing" },
+        el("p", { id: "flow-status-b", className: "flow-status bad", textContent: `${other}: ${error}` }));
+      V.panesBox.append(V.compareError);
+    }
+    V.root.classList.toggle("flow-comparing", V.panes.length > 1);
+    size();
+  })();
+  return V.compareReady;
+}
+
+// (after: the previous pane's load, waited for before this one asks; the choice is marked pending at once,
+// so a newer one overtakes it while it waits)
+async function loadTrajectories(P, w, key, after = null) {
+  P.pending = key;
+  P.box.dataset.loading = key;
+  if (P.k === 0) V.root.dataset.loading = key;
+  const done = () => { delete P.box.dataset.loading; if (P.k === 0) delete V.root.dataset.loading; };
+  if (after) await after;
+  if (P.pending !== key) return;
   let got;
   try {
-    got = await trajectoryOf(V.base, w.sampler, w.nfe, w.n, w.seed);
+    got = await trajectoryOf(P.base, w.sampler, w.nfe, w.n, w.seed);
   } catch (e) {
-    if (V.pending !== key) return;
-    V.error = e.message;
-    delete V.root.dataset.loading;
-    V.pending = null;
-    showStatus();
+    if (P.pending !== key) return;
+    P.error = e.message;
+    done();
+    P.pending = null;
+    showStatus(P);
     return;
   }
-  if (V.pending !== key) return;  // a newer choice overtook this one
-  V.pending = null;
-  delete V.root.dataset.loading;
-  V.error = "";
+  if (P.pending !== key) return;  // a newer choice overtook this one
+  P.pending = null;
+  done();
+  P.error = "";
   const [K, n] = got.shape;
   const times = Float64Array.from((got.headers.get("X-Times") || "").split(",").map(Number));
-  V.traj = { data: got.data, K, n, times, nfe: Number(got.headers.get("X-NFE")), steps: Number(got.headers.get("X-Steps")),
+  P.traj = { data: got.data, K, n, times, nfe: Number(got.headers.get("X-NFE")), steps: Number(got.headers.get("X-Steps")),
     sampler: w.sampler, budget: w.nfe, seed: w.seed };
-  V.trajKey = key;
-  V.groups = colourGroups(V.traj);
-  V.canvas.dataset.sampler = w.sampler;
-  V.canvas.dataset.nfe = String(V.traj.nfe);
-  V.canvas.dataset.states = String(K);
-  showStatus();
+  P.trajKey = key;
+  P.groups = colourGroups(P, P.traj);
+  P.canvas.dataset.sampler = w.sampler;
+  P.canvas.dataset.nfe = String(P.traj.nfe);
+  P.canvas.dataset.states = String(K);
+  showStatus(P);
   paintTicks();
 }
 
-function showStatus() {
-  const tr = V.traj;
-  V.status.classList.toggle("error", !!V.error);
-  if (V.error) { V.status.textContent = `${V.error} (still drawing ${tr ? `${tr.sampler} at ${tr.nfe} NFE` : "nothing"})`; return; }
-  if (!tr) { V.status.textContent = "sampling…"; return; }
-  V.status.textContent = `${tr.sampler}: ${tr.nfe} NFE counted (budget ${tr.budget}), ${tr.steps} solver steps, ${tr.K} recorded states · `
-    + `${tr.n.toLocaleString()} samples (noise seed ${tr.seed})${V.meta.stochastic.includes(tr.sampler) ? " · stochastic: its own noise, seeded" : ""}`;
+function showStatus(P) {
+  const tr = P.traj;
+  P.status.classList.toggle("bad", !!P.error);
+  if (P.error) { P.status.textContent = `${P.error} (still drawing ${tr ? `${tr.sampler} at ${tr.nfe} NFE` : "nothing"})`; return; }
+  if (!tr) { P.status.textContent = "sampling…"; return; }
+  P.status.textContent = `${tr.sampler}: ${tr.nfe} NFE counted (budget ${tr.budget}), ${tr.steps} solver steps, ${tr.K} recorded states · `
+    + `${tr.n.toLocaleString()} samples (noise seed ${tr.seed})${P.meta.stochastic.includes(tr.sampler) ? " · stochastic: its own noise, seeded" : ""}`;
 }
 
 // -- colours: each point by where it ends (its nearest mode, or the direction it ends in) ------------------------
-function colourGroups(tr) {
+function colourGroups(P, tr) {
   const last = (tr.K - 1) * tr.n * 2, d = tr.data;
-  const modes = V.meta.modes && V.meta.modes.means.length <= PALETTE.length ? V.meta.modes : null;
+  const modes = P.meta.modes && P.meta.modes.means.length <= PALETTE.length ? P.meta.modes : null;
   const colourOf = new Array(tr.n);
   let cx = 0, cy = 0;
   for (let i = 0; i < tr.n; i++) { cx += d[last + 2 * i]; cy += d[last + 2 * i + 1]; }
@@ -321,64 +455,67 @@ function colourGroups(tr) {
 // -- the layers: field arrows and density contours at the time grid nearest t --------------------------------------
 function wantLayers() {
   clearTimeout(V.layerTimer);
-  V.layerTimer = setTimeout(() => { loadLayers().then(draw, () => {}); }, V.playing ? 0 : 60);
+  V.layerTimer = setTimeout(() => { Promise.all(V.panes.map((P) => loadLayers(P))).then(draw, () => {}); }, V.playing ? 0 : 60);
 }
 
 // A layer's data is fetched once per key; a result is painted unless a later request (another key, or
 // "none") has been settled already, so a slow answer never paints over a newer choice.
-function layerJob(kind, key, fetchIt, paint, token) {
-  const busy = V.inflight[kind];
+function layerJob(P, kind, key, fetchIt, paint, token) {
+  const busy = P.inflight[kind];
   if (busy && busy.key === key) return busy.promise;  // already on its way: wait for it, paint once
   const promise = fetchIt().then((got) => {
-    if (token < V.painted[kind]) return;
-    V.painted[kind] = token;
+    if (token < P.painted[kind]) return;
+    P.painted[kind] = token;
     paint(got);
-  }).finally(() => { if (V.inflight[kind] && V.inflight[kind].promise === promise) V.inflight[kind] = null; });
-  V.inflight[kind] = { key, promise };
+  }).finally(() => { if (P.inflight[kind] && P.inflight[kind].promise === promise) P.inflight[kind] = null; });
+  P.inflight[kind] = { key, promise };
   return promise;
 }
 
-async function loadLayers() {
-  const token = ++V.layerToken;
-  const w = V.want, tr = roundT(V.t);
+async function loadLayers(P) {
+  const token = ++P.layerToken;
+  const w = V.want, tr = roundT(V.t), which = fieldOf(P, w), fr = P.fr;
   const jobs = [];
-  if (w.field !== "none") {
-    const key = `${w.field}@${tr}@${V.fr.inner}`;
-    if (V.fieldKey !== key) {
-      const fetchIt = () => Promise.all([f32(fieldPath(V.base, "model", tr)), w.field === "model" ? null : f32(fieldPath(V.base, w.field, tr))]);
-      jobs.push(layerJob("field", key, fetchIt, ([model, other]) => {
+  if (which !== "none") {
+    const key = `${which}@${tr}@${fr.inner}`;
+    if (P.fieldKey !== key) {
+      const fetchIt = () => Promise.all([f32(fieldPath(P.base, "model", tr)), which === "model" ? null : f32(fieldPath(P.base, which, tr))]);
+      jobs.push(layerJob(P, "field", key, fetchIt, ([model, other]) => {
+        if (P.fr !== fr) return;  // resized meanwhile: the next load paints it
         const f = other || model;
-        const G = f.shape[0], g = layer(V.fr, V.dpr), typical = speedScale(model.data);
-        const scale = (0.9 * (V.fr.inner / G) * ARROW_STEP) / typical;  // the model's typical arrow spans 0.9 of a block
-        paintArrows(g.getContext("2d"), V.fr, f.data, G, ARROW_STEP, scale, FIELD_COLOURS[w.field], w.field === "diff" ? typical : 0);
-        V.fieldLayer = g; V.fieldKey = key;
+        const G = f.shape[0], g = layer(fr, P.dpr), typical = speedScale(model.data);
+        const scale = (0.9 * (fr.inner / G) * ARROW_STEP) / typical;  // the model's typical arrow spans 0.9 of a block
+        paintArrows(g.getContext("2d"), fr, f.data, G, ARROW_STEP, scale, FIELD_COLOURS[which], which === "diff" ? typical : 0);
+        P.fieldLayer = g; P.fieldKey = key;
         const at = Number(f.headers.get("X-T"));
-        V.fieldInfo = `${FIELD_NAMES[w.field]} field at t = ${at.toFixed(2)}${w.field === "diff" ? ` (largest |model − exact| ${maxSpeed(f.data).toPrecision(2)})` : ""}`;
+        const instead = which !== w.field ? " (no exact field for this target)" : "";
+        P.fieldInfo = `${FIELD_NAMES[which]} field at t = ${at.toFixed(2)}${which === "diff" ? ` (largest |model − exact| ${maxSpeed(f.data).toPrecision(2)})` : ""}${instead}`;
       }, token));
     }
-  } else { V.painted.field = token; V.fieldLayer = null; V.fieldKey = null; V.fieldInfo = ""; }
+  } else { P.painted.field = token; P.fieldLayer = null; P.fieldKey = null; P.fieldInfo = ""; }
   if (w.contours !== "off") {
     const td = w.contours === "target" ? 1 : tr;
-    const key = `${td}@${V.fr.inner}`;
-    if (V.densityKey !== key) {
-      jobs.push(layerJob("density", key, () => f32(densityPath(V.base, td)), (dens) => {
-        const G = dens.shape[0], g = layer(V.fr, V.dpr);
-        paintDensity(g.getContext("2d"), V.fr, dens.data, G, massLevels(dens.data));
-        V.densityLayer = g; V.densityKey = key;
-        V.densityInfo = `contours of ${td === 1 ? "the target" : `p_t at t = ${td.toFixed(2)}`} (${dens.headers.get("X-Density") === "exact" ? "exact density" : "histogram estimate"})`;
+    const key = `${td}@${fr.inner}`;
+    if (P.densityKey !== key) {
+      jobs.push(layerJob(P, "density", key, () => f32(densityPath(P.base, td)), (dens) => {
+        if (P.fr !== fr) return;
+        const G = dens.shape[0], g = layer(fr, P.dpr);
+        paintDensity(g.getContext("2d"), fr, dens.data, G, massLevels(dens.data));
+        P.densityLayer = g; P.densityKey = key;
+        P.densityInfo = `contours of ${td === 1 ? "the target" : `p_t at t = ${td.toFixed(2)}`} (${dens.headers.get("X-Density") === "exact" ? "exact density" : "histogram estimate"})`;
       }, token));
     }
-  } else { V.painted.density = token; V.densityLayer = null; V.densityKey = null; V.densityInfo = ""; }
+  } else { P.painted.density = token; P.densityLayer = null; P.densityKey = null; P.densityInfo = ""; }
   try {
     await Promise.all(jobs);
   } catch (e) {
-    V.note.textContent = e.message;
-    V.note.classList.add("error");
+    P.note.textContent = e.message;
+    P.note.classList.add("bad");
     return;
   }
-  V.note.classList.remove("error");
-  V.note.textContent = [V.fieldInfo, V.densityInfo].filter(Boolean).join(" · ");
-  V.canvas.dataset.fieldT = V.fieldKey ? V.fieldKey.split("@")[1] : "";
+  P.note.classList.remove("bad");
+  P.note.textContent = [P.fieldInfo, P.densityInfo].filter(Boolean).join(" · ");
+  P.canvas.dataset.fieldT = P.fieldKey ? P.fieldKey.split("@")[1] : "";
 }
 
 function maxSpeed(f) {
@@ -387,13 +524,16 @@ function maxSpeed(f) {
   return m;
 }
 
-// while playing, the fields of the coming times are fetched ahead, one at a time
+// while playing, the fields of the coming times are fetched ahead, one time at a time (every pane's)
 async function prefetch() {
   const w = V.want;
   for (let t = roundT(V.t); t <= 1 + 1e-9 && V.playing; t = roundT(t + T_STEP)) {
     const jobs = [];
-    if (w.field !== "none") { jobs.push(f32(fieldPath(V.base, "model", t))); if (w.field !== "model") jobs.push(f32(fieldPath(V.base, w.field, t))); }
-    if (w.contours === "pt") jobs.push(f32(densityPath(V.base, t)));
+    for (const P of V.panes) {
+      const which = fieldOf(P, w);
+      if (which !== "none") { jobs.push(f32(fieldPath(P.base, "model", t))); if (which !== "model") jobs.push(f32(fieldPath(P.base, which, t))); }
+      if (w.contours === "pt") jobs.push(f32(densityPath(P.base, t)));
+    }
     try { await Promise.all(jobs); } catch (_) { return; }
   }
 }
@@ -440,15 +580,17 @@ function stop(keep = false) {
   if (keep) writeT();
 }
 
+// the scrubber's ticks: the states the first pane's sampler recorded
 function paintTicks() {
   const c = V.ticks, g = c.getContext("2d"), dpr = V.dpr, w = c.width / dpr, h = 16;
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
   const x = (t) => 6 + t * (w - 12);
   g.fillStyle = "#d8d4cb"; g.fillRect(6, 7, w - 12, 2);
-  if (V.traj) {
+  const tr = V.panes[0].traj;
+  if (tr) {
     g.fillStyle = "#5b6770";
-    for (const t of V.traj.times) g.fillRect(Math.round(x(t)), 3, 1, 10);
+    for (const t of tr.times) g.fillRect(Math.round(x(t)), 3, 1, 10);
   }
   g.fillStyle = "#d9480f";
   const X = x(V.t);
@@ -467,21 +609,22 @@ function segment(times, t) {
   return [lo, span > 0 ? (t - times[lo]) / span : 0];
 }
 
-function position(i) {
-  const tr = V.traj;
+function position(P, i, t) {
+  const tr = P.traj;
   if (!tr || i < 0 || i >= tr.n) return null;
-  const [k, w] = segment(tr.times, V.t), d = tr.data, a = (k * tr.n + i) * 2;
+  const [k, w] = segment(tr.times, t), d = tr.data, a = (k * tr.n + i) * 2;
   if (w === 0) return [d[a], d[a + 1]];
   const b = a + tr.n * 2;
   return [d[a] + w * (d[b] - d[a]), d[a + 1] + w * (d[b + 1] - d[a + 1])];
 }
 
-function nearest(e, radius, among = null) {
-  if (!V.traj) return -1;
-  const r = V.canvas.getBoundingClientRect(), X = e.clientX - r.left, Y = e.clientY - r.top;
-  const tr = V.traj, [k, w] = segment(tr.times, V.t), d = tr.data, fr = V.fr;
+function nearest(P, e, radius, among = null) {
+  if (!P.traj || !P.fr) return -1;
+  const r = P.canvas.getBoundingClientRect(), X = e.clientX - r.left, Y = e.clientY - r.top;
+  const tr = P.traj, [k, w] = segment(tr.times, V.t), d = tr.data, fr = P.fr;
   let best = -1, bd = radius * radius;
   const test = (i) => {
+    if (i >= tr.n) return;
     const a = (k * tr.n + i) * 2, b = w === 0 ? a : a + tr.n * 2;
     const x = d[a] + w * (d[b] - d[a]), y = d[a + 1] + w * (d[b + 1] - d[a + 1]);
     const q = (fr.px(x) - X) ** 2 + (fr.py(y) - Y) ** 2;
@@ -491,41 +634,52 @@ function nearest(e, radius, among = null) {
   return best;
 }
 
-function clickAt(e) {
-  const dropped = nearest(e, 10, V.follow);
+function clickAt(P, e) {
+  const dropped = nearest(P, e, 10, V.follow);
   let next;
   if (dropped >= 0) next = V.follow.filter((i) => i !== dropped);
   else {
-    const i = nearest(e, 10);
+    const i = nearest(P, e, 10);
     if (i < 0) return;
     next = [...V.follow, i].slice(-MAX_FOLLOW);
   }
   V.follow = next;
-  V.canvas.dataset.follow = next.join(",");
+  for (const Q of V.panes) Q.canvas.dataset.follow = next.join(",");
   draw();
   state.set({ follow: next.join(",") || null });
 }
 
 // -- one frame ------------------------------------------------------------------------------------------------------
 function draw() {
-  if (!V || !V.fr) return;
+  if (!V) return;
   const t0 = performance.now();
-  const g = V.canvas.getContext("2d"), fr = V.fr, W = fr.W, H = fr.H;
-  g.setTransform(V.dpr, 0, 0, V.dpr, 0, 0);
+  for (const P of V.panes) if (P.fr) drawPane(P, { t: V.t, follow: V.follow, hover: V.hover });
+  V.tOut.value = V.t.toFixed(3);
+  V.tOut.textContent = V.t.toFixed(3);
+  paintTicks();
+  V.drawMs = performance.now() - t0;
+  V.panes[0].canvas.dataset.drawMs = V.drawMs.toFixed(2);
+}
+
+// One run into its canvas at time t: the density and field layers, the axes, the samples, the followed
+// paths and the hovered point. Sets the canvas's data-t and data-samples (the points drawn).
+export function drawPane(P, { t, follow = [], hover = -1 }) {
+  const g = P.canvas.getContext("2d"), fr = P.fr, W = fr.W, H = fr.H;
+  g.setTransform(P.dpr, 0, 0, P.dpr, 0, 0);
   g.fillStyle = "#fff";
   g.fillRect(0, 0, W, H);
-  if (!V.axes) { V.axes = layer(fr, V.dpr); paintAxes(V.axes.getContext("2d"), fr); }
-  if (V.densityLayer) g.drawImage(V.densityLayer, 0, 0, W, H);
-  g.drawImage(V.axes, 0, 0, W, H);
-  if (V.fieldLayer) g.drawImage(V.fieldLayer, 0, 0, W, H);
-  const tr = V.traj;
+  if (!P.axes) { P.axes = layer(fr, P.dpr); paintAxes(P.axes.getContext("2d"), fr); }
+  if (P.densityLayer) g.drawImage(P.densityLayer, 0, 0, W, H);
+  g.drawImage(P.axes, 0, 0, W, H);
+  if (P.fieldLayer) g.drawImage(P.fieldLayer, 0, 0, W, H);
+  const tr = P.traj;
   if (tr) {
     g.save();
     g.beginPath(); g.rect(fr.left, fr.top, fr.inner, fr.inner); g.clip();
-    const [k, w] = segment(tr.times, V.t), d = tr.data, n = tr.n;
+    const [k, w] = segment(tr.times, t), d = tr.data, n = tr.n;
     const r = n > 5000 ? 1 : 1.4;
     g.globalAlpha = 0.78;
-    for (const grp of V.groups) {
+    for (const grp of P.groups) {
       g.fillStyle = grp.colour;
       g.beginPath();
       for (const i of grp.idx) {
@@ -536,34 +690,30 @@ function draw() {
       g.fill();
     }
     g.globalAlpha = 1;
-    for (const i of V.follow) drawPath(g, i, k);
-    if (V.hover >= 0) {
-      const p = position(V.hover);
+    for (const i of follow) if (i < n) drawPath(g, P, i, k, t);
+    if (hover >= 0 && hover < n) {
+      const p = position(P, hover, t);
       g.strokeStyle = "#222"; g.lineWidth = 1.2;
       g.beginPath(); g.arc(fr.px(p[0]), fr.py(p[1]), 6, 0, 2 * Math.PI); g.stroke();
     }
     g.restore();
   }
   g.font = "600 13px ui-monospace, monospace"; g.textAlign = "left"; g.textBaseline = "top";
-  const label = `t = ${V.t.toFixed(3)}`, lw = g.measureText(label).width;
+  const label = `t = ${t.toFixed(3)}`, lw = g.measureText(label).width;
   g.fillStyle = "rgba(255, 255, 255, 0.85)"; g.fillRect(fr.left + 1, fr.top + 1, lw + 14, 22);
   g.fillStyle = "#333"; g.fillText(label, fr.left + 8, fr.top + 6);
-  V.tOut.value = V.t.toFixed(3);
-  V.tOut.textContent = V.t.toFixed(3);
-  V.canvas.dataset.t = V.t.toFixed(4);
-  paintTicks();
-  V.drawMs = performance.now() - t0;
-  V.canvas.dataset.drawMs = V.drawMs.toFixed(2);
+  P.canvas.dataset.t = t.toFixed(4);
+  P.canvas.dataset.samples = String(tr ? tr.n : 0);
 }
 
 // a followed point: its whole recorded path (walked solid, to come dashed), where it started and ends, and now
-function drawPath(g, i, k) {
-  const tr = V.traj, fr = V.fr, d = tr.data, n = tr.n;
+function drawPath(g, P, i, k, t) {
+  const tr = P.traj, fr = P.fr, d = tr.data, n = tr.n;
   const xy = (s) => [fr.px(d[(s * n + i) * 2]), fr.py(d[(s * n + i) * 2 + 1])];
-  const p = position(i), P = [fr.px(p[0]), fr.py(p[1])];
+  const p = position(P, i, t), Q = [fr.px(p[0]), fr.py(p[1])];
   const colour = tr.colourOf[i];
-  const walked = () => { g.beginPath(); g.moveTo(...xy(0)); for (let s = 1; s <= k; s++) g.lineTo(...xy(s)); g.lineTo(...P); };
-  const ahead = () => { g.beginPath(); g.moveTo(...P); for (let s = k + 1; s < tr.K; s++) g.lineTo(...xy(s)); };
+  const walked = () => { g.beginPath(); g.moveTo(...xy(0)); for (let s = 1; s <= k; s++) g.lineTo(...xy(s)); g.lineTo(...Q); };
+  const ahead = () => { g.beginPath(); g.moveTo(...Q); for (let s = k + 1; s < tr.K; s++) g.lineTo(...xy(s)); };
   g.lineJoin = "round"; g.lineCap = "round";
   g.setLineDash([]);
   g.strokeStyle = "rgba(255, 255, 255, 0.9)"; g.lineWidth = 4.5;  // a halo, so the path reads over arrows and points
@@ -578,9 +728,9 @@ function drawPath(g, i, k) {
   g.beginPath(); g.arc(sx, sy, 3.5, 0, 2 * Math.PI); g.fill(); g.stroke();
   g.fillStyle = colour;
   g.fillRect(ex - 3.5, ey - 3.5, 7, 7); g.strokeRect(ex - 3.5, ey - 3.5, 7, 7);
-  g.beginPath(); g.arc(P[0], P[1], 5, 0, 2 * Math.PI); g.fill();
+  g.beginPath(); g.arc(Q[0], Q[1], 5, 0, 2 * Math.PI); g.fill();
   g.lineWidth = 2; g.strokeStyle = "#fff"; g.stroke();
-  g.lineWidth = 1; g.strokeStyle = "#222"; g.beginPath(); g.arc(P[0], P[1], 6.5, 0, 2 * Math.PI); g.stroke();
+  g.lineWidth = 1; g.strokeStyle = "#222"; g.beginPath(); g.arc(Q[0], Q[1], 6.5, 0, 2 * Math.PI); g.stroke();
   g.fillStyle = "#222"; g.font = "11px ui-monospace, monospace"; g.textAlign = "left"; g.textBaseline = "bottom";
-  g.fillText(`#${i}`, P[0] + 8, P[1] - 4);
+  g.fillText(`#${i}`, Q[0] + 8, Q[1] - 4);
 }
