@@ -20,7 +20,8 @@ def register(*kinds: str, config: type) -> Callable[[type], type]:
 
 
 # kinds whose module imports a heavy library (diffusers): registered on first lookup, not at import
-_LAZY_KINDS = {"sd_vae": "latentatlas.models.sd_vae"}
+_LAZY_KINDS = {"sd_vae": "latentatlas.models.sd_vae", "flow_dit": "latentatlas.models.dit",
+               "factor_classifier": "latentatlas.models.factor_classifier"}
 
 
 def kinds() -> list[str]:

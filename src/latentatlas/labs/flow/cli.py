@@ -68,8 +68,14 @@ def eval_(
     from ...atlas import Atlas
     from .jobs import evaluate
 
+    from .latent import evaluate_latent, is_latent_run, table_text
+
     r = Atlas(atlas).run(run)
     with r.lock():
+        if is_latent_run(r):  # a flow in a VAE's latent space: the latent-diffusion table
+            report = evaluate_latent(r, seed=seed, progress=not quiet)
+            console().print(esc(table_text(report)))
+            return
         report = evaluate(r, n=n, seed=seed, progress=not quiet)
     _print_report(report)
 
@@ -124,6 +130,67 @@ def reflow(
     console().print(f"reflowed [bold]{esc(run)}[/] into [bold]{esc(new.name)}[/] ({result.steps_done:,} steps, {result.seconds:.1f} s)")
     if report is not None:
         _print_report(report)
+
+
+@app.command()
+def latent(
+    vae: str = typer.Option("demo", "--vae", callback=nonempty, help="The VAE run whose encoder means the flow learns (default: the demo's)."),
+    name: Optional[str] = typer.Option(None, "--name", callback=nonempty, help="Run name (default: <vae>-latent-flow)."),
+    resume: bool = Flag(False, "--resume", help="Finish run --name."),
+    classifier: Optional[str] = typer.Option(None, "--classifier", callback=nonempty, help="A factor-classifier run to score samples (default: found or trained)."),
+    steps: int = typer.Option(5000, "--steps", min=1, max=MAX_STEPS, help="Training steps of the latent flow."),
+    stage2_steps: int = typer.Option(5000, "--stage2-steps", min=1, max=MAX_STEPS, help="Training steps of the second-stage VAE (Dai & Wipf)."),
+    classifier_steps: int = typer.Option(1500, "--classifier-steps", min=1, max=MAX_STEPS),
+    sampler: str = typer.Option("dpm++", "--sampler"),
+    nfe: int = typer.Option(30, "--nfe", min=1, max=10_000),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    atlas: Optional[str] = AtlasOpt,
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    quiet: bool = Flag(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Latent diffusion: a flow on a VAE run's encoder means, against the prior and a two-stage VAE, scored by a factor classifier."""
+    from ...trainer import TrainingInterrupted
+    from .latent import latent_diffusion, table_text
+
+    try:
+        run, report = latent_diffusion(atlas, vae, name=name, resume=resume, classifier=classifier, steps=steps, stage2_steps=stage2_steps,
+                                       classifier_steps=classifier_steps, sampler=sampler, nfe=nfe, seed=seed, device=device,
+                                       progress=not quiet)
+    except TrainingInterrupted as exc:
+        raise LatentAtlasError(f"training interrupted at step {exc.step}; continue with `latentatlas flow latent --name {name or 'RUN'} --resume`") from None
+    console().print(f"latent flow run [bold]{esc(run.name)}[/]")
+    console().print(esc(table_text(report)))
+    for note in report.get("notes", []):
+        console().print(esc(note))
+
+
+@app.command("dit")
+def dit_(
+    data: str = typer.Option("digits", "--data", callback=nonempty, help="digits (8×8, 10 classes)."),
+    steps: int = typer.Option(1000, "--steps", min=1, max=MAX_STEPS),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, max=1 << 20),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0),
+    per_class: int = typer.Option(100, "--per-class", min=2, max=10_000, help="Generated digits per class for the probe and the energy distance."),
+    seed: int = typer.Option(0, "--seed", min=0, max=MAX_SEED),
+    name: Optional[str] = typer.Option(None, "--name", callback=nonempty),
+    atlas: Optional[str] = AtlasOpt,
+    resume: bool = Flag(False, "--resume", help="Continue run --name from its last checkpoint."),
+    no_eval: bool = Flag(False, "--no-eval", help="Train only."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    quiet: bool = Flag(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a small class-conditional DiT with flow matching, capture every layer × sampling step, and measure its digits."""
+    from ...trainer import TrainingInterrupted
+    from .dit import summary_lines, train as train_dit
+
+    try:
+        run, result, report = train_dit(atlas, data=data, steps=steps, batch_size=batch_size, lr=lr, seed=seed, name=name,
+                                        resume=resume, device=device, progress=not quiet, evaluate=not no_eval, per_class=per_class)
+    except TrainingInterrupted as exc:
+        raise LatentAtlasError(f"training interrupted at step {exc.step}; continue with `latentatlas flow dit --name {name or 'RUN'} --resume`") from None
+    console().print(f"trained [bold]{esc(run.name)}[/] for {result.steps_done:,} steps in {result.seconds:.1f} s")
+    for line in summary_lines(report) if report else []:
+        console().print(esc(line))
 
 
 def _print_report(report: dict) -> None:

@@ -12,7 +12,6 @@ from ...errors import LatentAtlasError
 from ...limits import MAX_SEED
 from ...server.cache import mtime
 from ...server.http import ApiError, error_status, float32_response, get_run, json_response, run_kind
-from . import KINDS
 from .explore import DEFAULT_N, DEFAULT_NFE, DEFAULT_SAMPLER, MAX_GRID, MAX_N, MAX_NFE, MAX_TARGET, FlowExplorer
 
 router = APIRouter()
@@ -21,7 +20,7 @@ router = APIRouter()
 def explorer(request: Request, name: str) -> FlowExplorer:
     run = get_run(request, name)
     kind = run_kind(run)
-    if kind not in KINDS:
+    if kind != "flow":
         raise ApiError(422, f"run '{name}' is a {kind[:40]}, not a flow run")
     key = ("flow", run.name, mtime(run.path / "model.safetensors"), mtime(run.path / "config.json"))
     try:
@@ -98,3 +97,8 @@ def _bounds(x: FlowExplorer) -> str:
 from . import train_routes  # noqa: E402  (training from painted points, in the background)
 
 router.include_router(train_routes.router)
+
+
+from . import dit_routes  # noqa: E402  (the DiT view: layers × sampling steps)
+
+router.include_router(dit_routes.router)

@@ -6,25 +6,32 @@ import { FONT, PLOT_CONFIG } from "../metrics.js";
 import { plain } from "../util.js";
 import { PALETTE } from "./draw.js";
 import * as view from "./view.js";
+import * as dit from "./dit.js";
 export { render as paint } from "./paint.js";  // painting a target and training on it (?view=paint, no run needed)
 
-export const KINDS = ["flow"];
-export const tabs = () => [["flow", "Flow"], ["metrics", "Metrics"]];
+export const KINDS = ["flow", dit.KIND, "factor_classifier"];
+export const tabs = (kind) => (kind === dit.KIND ? dit.TABS : kind === "factor_classifier" ? [["metrics", "Metrics"]]
+  : [["flow", "Flow"], ["metrics", "Metrics"]]);
 
 export async function load(ctx) {
+  if (ctx.kind === dit.KIND) { await dit.load(ctx); return; }
+  if (ctx.kind === "factor_classifier") return;
   ctx.flow = await api.json(`${api.runPath(ctx.run)}/flow`);
 }
 
-export async function render(ctx) {
+export async function render(ctx, v) {
+  if (ctx.kind === dit.KIND) return dit.render(ctx, v);
   await view.render(ctx);
 }
 
-export const metricsSubject = (m) => `${m.n ?? "?"} samples against fresh draws of the target`;
+export const metricsSubject = (m) => (m.kind === dit.KIND ? dit.metricsSubject(m) : `${m.n ?? "?"} samples against fresh draws of the target`);
 
 // The metrics tab's charts: the training loss, and the energy distance to the target against the NFE for
 // every sampler (the model's field solid, the exact field dotted where the target is a mixture), with the
 // noise floor of that distance at this sample size.
 export async function charts(ctx, m, history, Plotly) {
+  if (ctx.kind === dit.KIND) return dit.charts(ctx, m, history, Plotly);
+  if (ctx.kind === "factor_classifier") return;
   const rows = history.filter((r) => typeof r.loss === "number");
   Plotly.newPlot("curves", [{ type: "scatter", mode: rows.length > 1 ? "lines" : "markers", x: rows.map((r) => r.step), y: rows.map((r) => r.loss), name: "loss" }],
     { title: { text: "training loss (squared error summed over coordinates)", font: { size: 13 } }, margin: { l: 55, r: 10, t: 36, b: 40 }, font: FONT,
