@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--final-only", action="store_true", help="measure only the trained model (no curve), e.g. with a large --n")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from latentatlas.analysis.sample_quality import energy_null
@@ -105,7 +106,7 @@ def main() -> None:
         for net in order:
             run, result, snaps = train_one(net, args.steps, args.batch_size, seed=r)
             curve = []
-            for step in sorted(snaps):
+            for step in ([] if args.final_only else sorted(snaps)):
                 secs, state = snaps[step]
                 m = measure(run, state, args.n, seed=100 + r)
                 curve.append((step, secs, m))
@@ -119,7 +120,7 @@ def main() -> None:
         print(f"{net}: whole run {statistics.median(r['seconds'] for r in runs):.1f} s; final ED dpm++ "
               f"{statistics.median(r['final']['dpm++'] for r in runs):.4f}, euler {statistics.median(r['final']['euler'] for r in runs):.4f}, "
               f"field error {statistics.median(r['final']['field_error'] for r in runs):.4f}")
-        for i, step in enumerate(s for s, _, _ in runs[0]["curve"]):
+        for i, step in enumerate([s for s, _, _ in runs[0]["curve"]]):
             rows = [r["curve"][i] for r in runs if len(r["curve"]) > i]
             print(f"  step {step:5d}: {statistics.median(x[1] for x in rows):6.1f} s  ED dpm++ {statistics.median(x[2]['dpm++'] for x in rows):.4f}  "
                   f"euler {statistics.median(x[2]['euler'] for x in rows):.4f}  field error {statistics.median(x[2]['field_error'] for x in rows):.4f}")
