@@ -215,3 +215,23 @@ def test_the_whole_job_resumes_a_finished_run_and_reuses_the_classifier(lat):
     assert all(label in text for label in L.ROW_LABELS.values())
     view = L.latent_view(run)
     assert view["vae"] == "v" and view["samples"] == list(L.ROWS) and len(view["trajectories"]["coords"][0]) == 12
+
+
+def test_flow_sample_on_a_latent_run_answers_in_the_vaes_coordinates(lat, capsys, monkeypatch):
+    from latentatlas.cli import main
+    from latentatlas.models.io import read_weights
+
+    monkeypatch.setenv("COLUMNS", "300")
+    run = lat["run"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc, one_thread():
+        main(["flow", "sample", run.name, "--sampler", "euler", "--nfe", "8", "--n", "400", "--atlas", str(lat["atlas"].root)])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 0, err
+    assert "VAE's latent coordinates" in out and "energy distance to the encoder means" in out
+    got = read_weights(run.file("samples", "latent-euler-8.safetensors"))
+    direct = L.sample_latents(run, "flow", 400, seed=0, sampler="euler", nfe=8)["z"]
+    np.testing.assert_allclose(got["z"].numpy(), direct, rtol=1e-6)
+    z = L.training_latents(run)["z"]
+    # un-standardised: on the scale of the encoder means, not of N(0, I)
+    np.testing.assert_allclose(got["z"].numpy().std(0), z.std(0), rtol=0.35)

@@ -94,7 +94,12 @@ def sample(
     from ...analysis.sample_quality import energy_distance
     from .jobs import sample as sample_job, target_of
 
+    from .latent import is_latent_run
+
     r = Atlas(atlas).run(run)
+    if is_latent_run(r):
+        _sample_latent(r, sampler, nfe, n, seed)
+        return
     with r.lock():
         res, meta = sample_job(r, sampler, nfe, n=n, seed=seed)
     y = target_of(r).sample(max(n, 2), seed=seed + 1)
@@ -102,6 +107,29 @@ def sample(
     msg = f"{meta['n']:,} samples with {esc(sampler)} in {meta['nfe']} NFE ({meta['steps']} steps, {meta['seconds']:.2f} s) → samples/{esc(sampler)}-{nfe}"
     if ed is not None:
         msg += f"; energy distance to the target {ed.value:.4f} [{ed.ci_low:.4f}, {ed.ci_high:.4f}]"
+    console().print(msg)
+
+
+def _sample_latent(r, sampler: str, nfe: int, n: int, seed: int) -> None:
+    """A latent flow's samples in the VAE's own latent coordinates (not the flow's standardised ones)."""
+    import torch
+
+    from ..._io import atomic_save_safetensors
+    from ...analysis.sample_quality import energy_distance
+    from .latent import sample_latents, training_latents
+
+    with r.lock():
+        got = sample_latents(r, "flow", n, seed=seed, sampler=sampler, nfe=nfe, trajectory=True)
+        folder = r.file("samples")
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_save_safetensors(folder / f"latent-{sampler}-{nfe}.safetensors",
+                                {"z": torch.from_numpy(got["z"]).contiguous(), "trajectory": torch.from_numpy(got["trajectory"]).contiguous()})
+    ref = training_latents(r)
+    means = ref["z"]  # the training means, in the VAE's coordinates
+    msg = f"{n:,} latents with {esc(sampler)} in {got['nfe']} NFE → samples/latent-{esc(sampler)}-{nfe} (the VAE's latent coordinates)"
+    if n >= 2:
+        ed = energy_distance(got["z"], means[: max(2, min(len(means), 5000))], num_resamples=100)
+        msg += f"; energy distance to the encoder means {ed.value:.4f} [{ed.ci_low:.4f}, {ed.ci_high:.4f}]"
     console().print(msg)
 
 
