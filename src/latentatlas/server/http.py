@@ -97,3 +97,28 @@ def get_run(request: Request, name: str) -> Run:
 def run_kind(run: Run) -> str:
     """The run's kind, or a 422 when its config cannot be read (a bad run answers; it never crashes)."""
     return str(run.config().get("kind", "?"))
+
+
+def run_explorer(request: Request, name: str, kinds: tuple[str, ...], what: str, files: tuple[str, ...], factory):
+    """The explorer object of run ``name`` (``factory(run)``), kept in the app's cache per version of the
+    run: ``files`` (paths inside the run) give the version by their modification times. A run of another
+    kind is a 422 naming ``what`` it should be; a LatentAtlasError while building is its one sentence."""
+    from .cache import mtime
+
+    run = get_run(request, name)
+    kind = run_kind(run)
+    if kind not in kinds:
+        raise ApiError(422, f"run '{name}' is a {kind[:40]}, not {what}")
+    key = (kinds[0], run.name, *(mtime(run.path / f) for f in files))
+    try:
+        return cache_of(request).get(key, lambda: factory(run))
+    except LatentAtlasError as exc:
+        raise ApiError(error_status(exc), str(exc)) from None
+
+
+def answer(fn, *args):
+    """``fn(*args)``, a LatentAtlasError answered as its one sentence (and its status)."""
+    try:
+        return fn(*args)
+    except LatentAtlasError as exc:
+        raise ApiError(error_status(exc), str(exc)) from None

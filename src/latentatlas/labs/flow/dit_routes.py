@@ -11,9 +11,7 @@ from typing import Optional
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from ...errors import LatentAtlasError
-from ...server.cache import mtime
-from ...server.http import ApiError, error_status, float32_response, get_run, json_response, run_kind
+from ...server.http import answer, float32_response, json_response, run_explorer
 from . import dit
 
 router = APIRouter()
@@ -21,24 +19,8 @@ MAX_INDEX = 1 << 16
 
 
 def explorer(request: Request, name: str) -> dit.DiTExplorer:
-    run = get_run(request, name)
-    kind = run_kind(run)
-    if kind != dit.KIND:
-        raise ApiError(422, f"run '{name}' is a {kind[:40]}, not a DiT flow run")
-    key = ("flow_dit", run.name, mtime(run.path / "model.safetensors"), mtime(run.path / "config.json"),
-           mtime(run.path / dit.CAPTURE_DIR / "capture.safetensors"))
-    try:
-        return request.app.state.cache.get(key, lambda: dit.DiTExplorer(run))
-    except LatentAtlasError as exc:
-        raise ApiError(error_status(exc), str(exc)) from None
-
-
-def _answer(fn, *args):
-    """``fn(*args)``, a LatentAtlasError answered as its one sentence."""
-    try:
-        return fn(*args)
-    except LatentAtlasError as exc:
-        raise ApiError(error_status(exc), str(exc)) from None
+    return run_explorer(request, name, (dit.KIND,), "a DiT flow run",
+                        ("model.safetensors", "config.json", f"{dit.CAPTURE_DIR}/capture.safetensors"), dit.DiTExplorer)
 
 
 @router.get("/api/runs/{run}/dit", summary="A DiT run: image, patch grid, layers, captured steps and their times, heads, samples and labels, guidance scale, the joint PCA")
@@ -51,7 +33,7 @@ def meta(run: str, request: Request):
             response_class=Response)
 def rgb(run: str, request: Request, sample: int = Query(0, ge=0, le=MAX_INDEX), which: str = Query("cond", min_length=1, max_length=12)):
     x = explorer(request, run)
-    return float32_response(_answer(x.grid_rgb, sample, which))
+    return float32_response(answer(x.grid_rgb, sample, which))
 
 
 @router.get("/api/runs/{run}/dit/attention.bin",
@@ -61,7 +43,7 @@ def attention(run: str, request: Request, sample: int = Query(0, ge=0, le=MAX_IN
               step: int = Query(..., ge=0, le=MAX_INDEX), half: str = Query("cond", min_length=1, max_length=12),
               head: Optional[int] = Query(None, ge=0, le=MAX_INDEX)):
     x = explorer(request, run)
-    return float32_response(_answer(x.attention, sample, layer, step, half, head))
+    return float32_response(answer(x.attention, sample, layer, step, half, head))
 
 
 @router.get("/api/runs/{run}/dit/images.bin",
@@ -69,7 +51,7 @@ def attention(run: str, request: Request, sample: int = Query(0, ge=0, le=MAX_IN
             response_class=Response)
 def images(run: str, request: Request, sample: int = Query(0, ge=0, le=MAX_INDEX), what: str = Query("state", min_length=1, max_length=20)):
     x = explorer(request, run)
-    return float32_response(_answer(x.images, sample, what))
+    return float32_response(answer(x.images, sample, what))
 
 
 @router.get("/api/runs/{run}/dit/finals.bin", summary="Every captured sample's final image, float32 (n, C, H, W) in [0, 1] units",

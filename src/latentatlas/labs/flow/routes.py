@@ -8,33 +8,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from ...errors import LatentAtlasError
 from ...limits import MAX_SEED
-from ...server.cache import mtime
-from ...server.http import ApiError, error_status, float32_response, get_run, json_response, run_kind
+from ...server.http import answer, float32_response, json_response, run_explorer
 from .explore import DEFAULT_N, DEFAULT_NFE, DEFAULT_SAMPLER, MAX_GRID, MAX_N, MAX_NFE, MAX_TARGET, FlowExplorer
 
 router = APIRouter()
 
 
 def explorer(request: Request, name: str) -> FlowExplorer:
-    run = get_run(request, name)
-    kind = run_kind(run)
-    if kind != "flow":
-        raise ApiError(422, f"run '{name}' is a {kind[:40]}, not a flow run")
-    key = ("flow", run.name, mtime(run.path / "model.safetensors"), mtime(run.path / "config.json"))
-    try:
-        return request.app.state.cache.get(key, lambda: FlowExplorer(run))
-    except LatentAtlasError as exc:
-        raise ApiError(error_status(exc), str(exc)) from None
-
-
-def _answer(fn, *args):
-    """``fn(*args)``, a LatentAtlasError answered as its one sentence."""
-    try:
-        return fn(*args)
-    except LatentAtlasError as exc:
-        raise ApiError(error_status(exc), str(exc)) from None
+    return run_explorer(request, name, ("flow",), "a flow run", ("model.safetensors", "config.json"), FlowExplorer)
 
 
 @router.get("/api/runs/{run}/flow", summary="A flow run: objective, target, samplers, the view's bounds and the evaluation's sampler table")
@@ -49,7 +31,7 @@ def trajectories(run: str, request: Request, sampler: str = Query(DEFAULT_SAMPLE
                  nfe: int = Query(DEFAULT_NFE, ge=1, le=MAX_NFE), n: int = Query(DEFAULT_N, ge=1, le=MAX_N),
                  seed: int = Query(0, ge=0, le=MAX_SEED)):
     x = explorer(request, run)
-    traj, times, counted, steps = _answer(x.trajectories, sampler, nfe, n, seed)
+    traj, times, counted, steps = answer(x.trajectories, sampler, nfe, n, seed)
     r = float32_response(traj)
     r.headers["X-Times"] = ",".join(f"{t:.6g}" for t in times)
     r.headers["X-NFE"] = str(counted)
@@ -64,7 +46,7 @@ def trajectories(run: str, request: Request, sampler: str = Query(DEFAULT_SAMPLE
 def field(run: str, request: Request, t: float = Query(0.5, ge=0.0, le=1.0), grid: int = Query(64, ge=2, le=MAX_GRID),
           which: str = Query("model", min_length=1, max_length=12)):
     x = explorer(request, run)
-    v, at = _answer(x.field, t, grid, which)
+    v, at = answer(x.field, t, grid, which)
     r = float32_response(v)
     r.headers["X-T"] = f"{at:.6g}"
     r.headers["X-Bounds"] = _bounds(x)
@@ -76,7 +58,7 @@ def field(run: str, request: Request, t: float = Query(0.5, ge=0.0, le=1.0), gri
             response_class=Response)
 def density(run: str, request: Request, t: float = Query(1.0, ge=0.0, le=1.0), grid: int = Query(96, ge=2, le=MAX_GRID)):
     x = explorer(request, run)
-    lp, how = _answer(x.density, t, grid)
+    lp, how = answer(x.density, t, grid)
     r = float32_response(lp)
     r.headers["X-Density"] = how
     r.headers["X-Bounds"] = _bounds(x)
@@ -86,7 +68,7 @@ def density(run: str, request: Request, t: float = Query(1.0, ge=0.0, le=1.0), g
 @router.get("/api/runs/{run}/flow/target.bin", summary="n samples of the run's target distribution, float32 (n, 2)", response_class=Response)
 def target(run: str, request: Request, n: int = Query(DEFAULT_N, ge=1, le=MAX_TARGET), seed: int = Query(0, ge=0, le=MAX_SEED)):
     x = explorer(request, run)
-    return float32_response(_answer(x.target, n, seed))
+    return float32_response(answer(x.target, n, seed))
 
 
 def _bounds(x: FlowExplorer) -> str:
